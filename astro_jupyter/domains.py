@@ -1,0 +1,109 @@
+"""Astro domains: normalisation, validation and the base URLs derived from them.
+
+A domain names one Astro control plane (``astronomer.io`` by default). This
+module is pure: it reads no environment variables and sends no requests.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_DOMAIN",
+    "LOCAL_DOMAIN",
+    "api_base_url",
+    "context_key",
+    "normalize_domain",
+    "normalize_base_url",
+]
+
+DEFAULT_DOMAIN = "astronomer.io"
+LOCAL_DOMAIN = "localhost"
+
+# The Astro CLI serves the "localhost" domain's API from this address.
+_LOCAL_API_URL = "http://localhost:8888/"
+
+_KNOWN_DOMAINS = frozenset(
+    {"astronomer.io", "astronomer-dev.io", "astronomer-stage.io", "astronomer-perf.io"}
+)
+_PR_PREVIEW = re.compile(r"^(pr\d+)\.(astronomer-dev\.io)$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
+    """Return the canonical form of an Astro domain as the Astro CLI stores it.
+
+    Strips a scheme, a leading ``cloud.``, a path and a trailing ``/``, and
+    lower-cases the rest, so ``https://cloud.astronomer.io/`` becomes
+    ``astronomer.io``.
+
+    Parameters
+    ----------
+    text
+        The domain as the user typed it.
+    allow_unknown
+        Accept any well-formed host name. Used when the API base URL is set
+        explicitly, for local control planes.
+
+    Raises
+    ------
+    InvalidInputError
+        The text is empty, is not a host name, or names no known Astro domain.
+    """
+    raw = text.strip()
+    domain = raw.lower()
+    if "://" in domain:
+        domain = urlsplit(domain).hostname or ""
+    domain = domain.split("/", 1)[0].rstrip(".")
+    if domain.startswith("cloud."):
+        domain = domain[len("cloud.") :]
+
+    if not domain or not all(_HOST_LABEL.match(label) for label in domain.split(".")):
+        raise InvalidInputError(
+            f"Invalid Astro domain {raw!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
+        )
+    if allow_unknown or domain == LOCAL_DOMAIN or domain in _KNOWN_DOMAINS:
+        return domain
+    if _PR_PREVIEW.match(domain):
+        return domain
+    known = ", ".join(sorted(_KNOWN_DOMAINS | {LOCAL_DOMAIN}))
+    raise InvalidInputError(
+        f"Unknown Astro domain {raw!r}: use one of {known} or a PR preview such as "
+        "pr1234.astronomer-dev.io; for another control plane set AstroLogin.api_url."
+    )
+
+
+def api_base_url(domain: str) -> str:
+    """Return the API base URL of a normalised domain, ending in ``/``."""
+    if domain == LOCAL_DOMAIN:
+        return _LOCAL_API_URL
+    preview = _PR_PREVIEW.match(domain)
+    if preview:
+        return f"https://{preview.group(1)}.api.{preview.group(2)}/"
+    return f"https://api.{domain}/"
+
+
+def normalize_base_url(url: str) -> str:
+    """Return an http(s) base URL with exactly one trailing ``/``.
+
+    Raises
+    ------
+    InvalidInputError
+        The URL is not an absolute http or https URL.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInputError(
+            f"Invalid API URL {url!r}: expected an absolute http:// or https:// URL."
+        )
+    if parts.query or parts.fragment:
+        raise InvalidInputError(f"Invalid API URL {url!r}: it must not have a query or fragment.")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+
+
+def context_key(domain: str) -> str:
+    """Return the key of a domain's context in ``config.yaml`` (every ``.`` becomes ``_``)."""
+    return domain.replace(".", "_")

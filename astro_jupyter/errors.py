@@ -1,0 +1,104 @@
+"""Exception types raised by astro_jupyter.
+
+Every error a user can cause or meet (bad input, a failing server, a config file
+that cannot be read) is an ``AstroJupyterError`` whose message is one line that
+names what failed and what to do next. The magics show these as one line; any
+other exception is a bug and keeps its traceback.
+
+Messages and fields never contain an access token, refresh token, authorization
+code, PKCE verifier or a callback URL with its query.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AstroJupyterError",
+    "InvalidInputError",
+    "ConfigError",
+    "ConfigLockTimeoutError",
+    "ApiError",
+    "OAuthError",
+    "CallbackError",
+    "CallbackPortBusyError",
+    "LoginTimeoutError",
+    "LoginCancelledError",
+    "NotLoggedInError",
+]
+
+
+class AstroJupyterError(Exception):
+    """Base class of the errors astro_jupyter raises on purpose.
+
+    Parameters
+    ----------
+    message
+        One line for the user.
+    step
+        The login or API step that failed, such as ``"auth config"`` or
+        ``"token exchange"``, when there is one.
+    status
+        The HTTP status code of the response that caused the error.
+    oauth_error
+        The OAuth 2.0 ``error`` code (RFC 6749 section 5.2), such as ``"invalid_grant"``.
+    path
+        The file the error is about.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str | None = None,
+        status: int | None = None,
+        oauth_error: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+        self.status = status
+        self.oauth_error = oauth_error
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(AstroJupyterError, ValueError):
+    """An email, domain, token or option value that cannot be used."""
+
+
+class ConfigError(AstroJupyterError):
+    """The Astro config file cannot be read, parsed or written."""
+
+
+class ConfigLockTimeoutError(ConfigError):
+    """Another process held the config lock for longer than the wait."""
+
+
+class ApiError(AstroJupyterError):
+    """An Astro API or OAuth server call failed or returned something unusable."""
+
+
+class OAuthError(ApiError):
+    """The OAuth server rejected a request with an OAuth ``error`` code."""
+
+
+class CallbackError(AstroJupyterError):
+    """The browser came back to the loopback callback with an error or no code."""
+
+
+class CallbackPortBusyError(CallbackError):
+    """The loopback callback port is already taken by another process."""
+
+
+class LoginTimeoutError(AstroJupyterError, TimeoutError):
+    """The browser did not come back before the callback timeout."""
+
+
+class LoginCancelledError(AstroJupyterError):
+    """The login was cancelled, by the user or by a kernel interrupt."""
+
+
+class NotLoggedInError(AstroJupyterError):
+    """There is no usable login for the requested context."""
