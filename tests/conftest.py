@@ -1,0 +1,339 @@
+"""Shared fixtures: a hermetic environment for every test, the Astro emulator and real kernels.
+
+Every test runs with ``HOME`` and ``ASTRO_HOME`` in its own temporary folder,
+without Astro, browser or Jupyter path variables, so no test reads or writes the
+user's real Astro CLI config or opens a real browser. A session-wide check fails
+the run if the real config folder changed anyway.
+
+Kernels are real ipykernel processes started from this interpreter, so they
+import the astro_jupyter under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Variables that could point a test at real state or real programs: the user's
+# Jupyter and IPython folders, and a browser or display the login could open.
+_CLEARED_VARIABLES = (
+    "BROWSER",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "IPYTHONDIR",
+    "JUPYTER_CONFIG_DIR",
+    "JUPYTER_DATA_DIR",
+    "JUPYTER_PATH",
+    "JUPYTER_PREFER_ENV_PATH",
+    "JUPYTER_RUNTIME_DIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+)
+# Every variable with this prefix is cleared: the Astro CLI's (ASTRO_DOMAIN,
+# ASTRO_API_TOKEN, ...) and astro_jupyter's own (ASTRO_JUPYTER_*).
+_CLEARED_PREFIX = "ASTRO_"
+
+KERNEL_START_TIMEOUT_S = 60.0
+CELL_TIMEOUT_S = 60.0
+
+
+def _real_astro_folders() -> list[Path]:
+    """Return the Astro CLI config folders of the user running the tests."""
+    folders = [Path(os.path.expanduser("~")) / ".astro"]
+    if os.environ.get("ASTRO_HOME"):
+        folders.append(Path(os.environ["ASTRO_HOME"]) / ".astro")
+    return folders
+
+
+def _snapshot_folder(folder: Path) -> dict[str, tuple[int, int]] | None:
+    """Return the (mtime in ns, size) of the folder and everything in it, or None if it is absent.
+
+    Only metadata is read, never file contents.
+    """
+    if not folder.exists():
+        return None
+    entries: dict[str, tuple[int, int]] = {}
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for path in [Path(dirpath), *(Path(dirpath, name) for name in filenames)]:
+            status = path.lstat()
+            entries[str(path.relative_to(folder))] = (status.st_mtime_ns, status.st_size)
+    return entries
+
+
+def _describe_changes(
+    before: dict[str, tuple[int, int]] | None, after: dict[str, tuple[int, int]] | None
+) -> list[str]:
+    if before is None or after is None:
+        return ["folder created" if before is None else "folder deleted"]
+    changes = [f"{name} added" for name in sorted(after.keys() - before.keys())]
+    changes += [f"{name} removed" for name in sorted(before.keys() - after.keys())]
+    changes += [
+        f"{name} modified"
+        for name in sorted(before.keys() & after.keys())
+        if before[name] != after[name]
+    ]
+    return changes
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_astro_config_untouched() -> Iterator[None]:
+    """Fail the session if the user's real Astro config folder changed while the tests ran.
+
+    The snapshot is taken before any test patches ``HOME``. An ``astro`` command
+    run by hand during the test session would also trip this check.
+    """
+    folders = _real_astro_folders()
+    before = {folder: _snapshot_folder(folder) for folder in folders}
+    yield
+    for folder in folders:
+        after = _snapshot_folder(folder)
+        if after == before[folder]:
+            continue
+        changes = ", ".join(_describe_changes(before[folder], after))
+        pytest.fail(f"The tests changed the real Astro config folder {folder}: {changes}")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``HOME`` and ``ASTRO_HOME`` at a fresh folder and clear outside settings.
+
+    Returns the folder. The Astro config of the test is ``<folder>/.astro/config.yaml``.
+    """
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in list(os.environ):
+        if name.startswith(_CLEARED_PREFIX) or name in _CLEARED_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("ASTRO_HOME", str(home))
+    monkeypatch.setenv("IPYTHONDIR", str(home / ".ipython"))
+    # requests sends loopback traffic through a configured proxy unless NO_PROXY lists it.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost,::1")
+    return home
+
+
+@pytest.fixture
+def astro_config_path(hermetic_env: Path) -> Path:
+    """Return the path of the test's Astro config file (it may not exist yet)."""
+    return hermetic_env / ".astro" / "config.yaml"
+
+
+@pytest.fixture
+def emulator() -> Iterator[Any]:
+    """Yield a started Astro emulator on 127.0.0.1 and a free port. It approves no login itself."""
+    from astro_jupyter.emulator import Emulator
+
+    server = Emulator(host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kernel_env(emulator: Any, hermetic_env: Path) -> dict[str, str]:
+    """Return the environment for a kernel that logs in to the emulator.
+
+    It is this test's hermetic environment plus the emulator's API URL and a
+    callback port of 0 (any free port). Tests may add variables before starting
+    the kernel.
+    """
+    env = dict(os.environ)
+    env["ASTRO_JUPYTER_API_URL"] = emulator.base_url
+    env["ASTRO_JUPYTER_CALLBACK_PORT"] = "0"
+    env["IPYTHONDIR"] = str(hermetic_env / ".ipython")
+    return env
+
+
+@pytest.fixture(scope="session")
+def kernel_spec_manager(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Return a kernel spec manager whose only ``python3`` kernel runs this interpreter.
+
+    A ``python3`` spec installed elsewhere (for example by the user) could run
+    another Python that lacks the astro_jupyter under test.
+    """
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    kernels_dir = tmp_path_factory.mktemp("kernels")
+    write_kernel_spec(kernels_dir / "python3")
+    return KernelSpecManager(kernel_dirs=[str(kernels_dir)])
+
+
+@dataclass
+class ExecutionResult:
+    """The outcome of one cell run in a kernel: its execute_reply content and its iopub messages."""
+
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["status"]
+
+    def text(self) -> str:
+        """Return everything the cell showed as text: streams and ``text/plain`` of displays."""
+        parts = []
+        for message in self.messages:
+            content = message["content"]
+            if message["msg_type"] == "stream":
+                parts.append(content["text"])
+            elif message["msg_type"] in ("display_data", "update_display_data", "execute_result"):
+                parts.append(content["data"].get("text/plain", "") + "\n")
+        return "".join(parts)
+
+    def stream(self, name: str) -> str:
+        """Return the text the cell wrote to one stream, ``stdout`` or ``stderr``."""
+        return "".join(
+            message["content"]["text"]
+            for message in self.messages
+            if message["msg_type"] == "stream" and message["content"]["name"] == name
+        )
+
+
+class RunningKernel:
+    """A started kernel with a blocking client that never replies to input requests.
+
+    Every iopub message received is kept in ``iopub_messages``, so a test can
+    check all of them for leaked secrets.
+    """
+
+    def __init__(self, manager: Any, client: Any) -> None:
+        self.km = manager
+        self.kc = client
+        self.iopub_messages: list[dict[str, Any]] = []
+
+    def execute(
+        self,
+        code: str,
+        *,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        timeout_s: float = CELL_TIMEOUT_S,
+    ) -> ExecutionResult:
+        """Run ``code`` and return its reply and iopub messages once the kernel is idle again.
+
+        ``on_message`` is called with each iopub message of this execution as it
+        arrives, while the cell still runs. Raises ``TimeoutError`` when the cell
+        does not finish within ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        msg_id = self.kc.execute(code, allow_stdin=False)
+        messages = []
+        while True:
+            message = self._next_message(self.kc.get_iopub_msg, deadline, timeout_s, code)
+            self.iopub_messages.append(message)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            messages.append(message)
+            if on_message is not None:
+                on_message(message)
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        while True:
+            reply = self._next_message(self.kc.get_shell_msg, deadline, timeout_s, code)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return ExecutionResult(reply=reply["content"], messages=messages)
+
+    def iopub_text(self, *, skip_inputs: bool = False) -> str:
+        """Return the content of every iopub message received so far, as JSON text.
+
+        With ``skip_inputs``, the ``execute_input`` messages (which repeat each
+        cell's source) are left out.
+        """
+        contents = [
+            message["content"]
+            for message in self.iopub_messages
+            if not (skip_inputs and message["msg_type"] == "execute_input")
+        ]
+        return json.dumps(contents, default=str)
+
+    @staticmethod
+    def _next_message(
+        receive: Callable[..., dict[str, Any]], deadline: float, timeout_s: float, code: str
+    ) -> dict[str, Any]:
+        remaining = deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise queue.Empty
+            return receive(timeout=remaining)
+        except queue.Empty:
+            raise TimeoutError(
+                f"The kernel did not finish this cell within {timeout_s:g} s: {code!r}"
+            ) from None
+
+
+@pytest.fixture
+def start_kernel(
+    kernel_spec_manager: Any, tmp_path: Path
+) -> Iterator[Callable[[dict[str, str]], RunningKernel]]:
+    """Yield a function that starts a real kernel with the given environment.
+
+    The kernel's working folder is the test's temporary folder. Every kernel
+    started is shut down when the test ends, also when it fails.
+    """
+    from jupyter_client import KernelManager
+
+    kernels: list[RunningKernel] = []
+
+    def start(env: dict[str, str]) -> RunningKernel:
+        manager = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager)
+        manager.start_kernel(env=env, cwd=str(tmp_path))
+        client = manager.client()
+        kernel = RunningKernel(manager, client)
+        kernels.append(kernel)
+        client.start_channels()
+        client.wait_for_ready(timeout=KERNEL_START_TIMEOUT_S)
+        return kernel
+
+    yield start
+
+    for kernel in kernels:
+        kernel.kc.stop_channels()
+        kernel.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def execute_notebook(kernel_spec_manager: Any, tmp_path: Path) -> Callable[..., Any]:
+    """Return a function that runs a notebook headlessly with nbclient, as papermill would.
+
+    The function takes the notebook and the kernel environment, runs every cell
+    with no stdin, and returns the executed notebook. A failing cell raises
+    ``nbclient.exceptions.CellExecutionError``. The kernel is always shut down.
+    """
+    from jupyter_client import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    def execute(notebook: Any, env: dict[str, str]) -> Any:
+        manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager)
+        client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S)
+        client.execute(env=env, cwd=str(tmp_path), cleanup_kc=True)
+        return notebook
+
+    return execute
+
+
+@pytest.fixture
+def leaked_secrets(emulator: Any) -> Callable[[str], list[str]]:
+    """Return a function that lists the emulator's issued secrets found in a text.
+
+    Each secret found is masked to its first 4 characters and its length, so a
+    failing assert does not print it.
+    """
+
+    def find(text: str) -> list[str]:
+        secrets: Iterable[str] = emulator.issued_secrets()
+        found = [secret for secret in secrets if secret in text]
+        return [f"{secret[:4]}... ({len(secret)} characters)" for secret in found]
+
+    return find
