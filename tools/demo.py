@@ -168,7 +168,7 @@ def kernel_environment(emulator: Emulator, astro_home: Path) -> dict[str, str]:
 def bypass_proxy_for_loopback() -> None:
     """Make requests (in this process and in the kernel) reach 127.0.0.1 directly.
 
-    requests sends even loopback traffic through ``HTTP_PROXY`` unless ``NO_PROXY`` names it.
+    requests sends even loopback traffic through ``HTTP_PROXY`` unless ``NO_PROXY`` lists it.
     """
     for name in ("NO_PROXY", "no_proxy"):
         entries = [entry for entry in os.environ.get(name, "").split(",") if entry]
@@ -236,19 +236,68 @@ def print_cell_outputs(notebook: Any) -> None:
 
 
 def check_no_secrets(emulator: Emulator, notebook: Any) -> str | None:
-    """Return None when no secret the emulator issued is in the notebook, else a message."""
+    """Return an error message if a secret the emulator issued or received is in the notebook."""
     secrets = emulator.issued_secrets()
     if not secrets:
         return "The emulator issued no secret, so the login cannot have worked."
     text = nbformat.writes(notebook)
     leaked = sum(1 for secret in secrets if secret in text)
     if leaked:
-        return f"{leaked} of the {len(secrets)} secrets the emulator issued appear in the notebook."
+        return (
+            f"{leaked} of the {len(secrets)} secrets the emulator issued or received appear in "
+            "the executed notebook."
+        )
     print(
-        f"None of the {len(secrets)} secrets the emulator issued (tokens and codes) "
-        "appears in the executed notebook."
+        f"None of the {len(secrets)} secrets the emulator issued or received (tokens, codes, "
+        "PKCE verifier) appears in the executed notebook."
     )
     return None
+
+
+def run_demo(work_dir: Path, *, keep: bool) -> int:
+    """Run the notebook against a fresh emulator, print the outcome and return the exit code."""
+    astro_home = work_dir / "astro-home"
+    astro_home.mkdir()
+    config_path = astro_home / ".astro" / "config.yaml"
+    with Emulator(host="127.0.0.1", port=0) as emulator:
+        add_demo_account(emulator)
+        print(f"Astro emulator listening on {emulator.base_url}, approving {DEMO_EMAIL}.")
+        print(
+            f"ASTRO_HOME is the temporary folder {astro_home}: "
+            "your own ~/.astro is neither read nor written."
+        )
+        print(f"Running {NOTEBOOK_PATH.relative_to(bootstrap.REPO_ROOT)} in a new kernel ...")
+
+        notebook = nbformat.read(NOTEBOOK_PATH, as_version=4)
+        client = BrowserPlayingClient(
+            notebook,
+            authorize_prefix=emulator.oauth_base_url + "authorize?",
+            km=make_kernel_manager(work_dir),
+            timeout=CELL_TIMEOUT_S,
+            resources={"metadata": {"path": str(NOTEBOOK_PATH.parent)}},
+        )
+        failure = run_notebook(client, kernel_environment(emulator, astro_home))
+        if keep:
+            nbformat.write(notebook, work_dir / "quickstart.executed.ipynb")
+        print_cell_outputs(notebook)
+
+        sys.stdout.flush()
+        for message in client.browser_errors:
+            print(f"Browser: {message}", file=sys.stderr)
+        if failure:
+            print(failure, file=sys.stderr)
+            return 1
+        leak = check_no_secrets(emulator, notebook)
+        if leak:
+            print(leak, file=sys.stderr)
+            return 1
+
+    if not config_path.is_file():
+        print(f"The login finished, but {config_path} was not written.", file=sys.stderr)
+        return 1
+    removal = "kept" if keep else "removed at exit; --keep keeps it"
+    print(f"Config written to {config_path} ({removal}).")
+    return 0
 
 
 def main() -> int:
@@ -256,55 +305,16 @@ def main() -> int:
     started = time.monotonic()
     bypass_proxy_for_loopback()
     work_dir = Path(tempfile.mkdtemp(prefix="astro-jupyter-demo-"))
-    astro_home = work_dir / "astro-home"
-    astro_home.mkdir()
-    config_path = astro_home / ".astro" / "config.yaml"
     try:
-        with Emulator(host="127.0.0.1", port=0) as emulator:
-            add_demo_account(emulator)
-            print(f"Astro emulator listening on {emulator.base_url}, approving {DEMO_EMAIL}.")
-            print(
-                f"ASTRO_HOME is the temporary folder {astro_home}: "
-                "your own ~/.astro is neither read nor written."
-            )
-            print(f"Running {NOTEBOOK_PATH.relative_to(bootstrap.REPO_ROOT)} in a new kernel ...")
-
-            notebook = nbformat.read(NOTEBOOK_PATH, as_version=4)
-            client = BrowserPlayingClient(
-                notebook,
-                authorize_prefix=emulator.oauth_base_url + "authorize?",
-                km=make_kernel_manager(work_dir),
-                timeout=CELL_TIMEOUT_S,
-                resources={"metadata": {"path": str(NOTEBOOK_PATH.parent)}},
-            )
-            failure = run_notebook(client, kernel_environment(emulator, astro_home))
-            print_cell_outputs(notebook)
-            sys.stdout.flush()
-            for message in client.browser_errors:
-                print(f"Browser: {message}", file=sys.stderr)
-            if failure:
-                print(failure, file=sys.stderr)
-                return 1
-            leak = check_no_secrets(emulator, notebook)
-            if leak:
-                print(leak, file=sys.stderr)
-                return 1
-
-        if not config_path.is_file():
-            print(f"The login finished, but {config_path} was not written.", file=sys.stderr)
-            return 1
-        if args.keep:
-            executed_path = work_dir / "quickstart.executed.ipynb"
-            nbformat.write(notebook, executed_path)
-            print(f"Config written to {config_path} (kept).")
-            print(f"Executed notebook written to {executed_path}.")
-        else:
-            print(f"Config written to {config_path} (removed at exit; --keep keeps it).")
-        print(f"Demo finished in {time.monotonic() - started:.1f} s.")
-        return 0
+        exit_code = run_demo(work_dir, keep=args.keep)
     finally:
-        if not args.keep:
+        if args.keep:
+            print(f"Kept {work_dir}, with config.yaml and the executed notebook.")
+        else:
             shutil.rmtree(work_dir, ignore_errors=True)
+    if exit_code == 0:
+        print(f"Demo finished in {time.monotonic() - started:.1f} s.")
+    return exit_code
 
 
 if __name__ == "__main__":
