@@ -3,7 +3,7 @@
 Starts an emulator, prints where it listens and serves until SIGINT or
 SIGTERM, then stops it and exits 0. The first line printed is always
 ``Astro emulator listening on <base_url>``, so a parent process can read the
-URL. It refuses to bind anything but a loopback address.
+URL. It rejects any host but a loopback address.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(
-            f"error: cannot listen on {args.host} port {args.port}: {exc.strerror}", file=sys.stderr
+            f"error: failed to listen on {args.host} port {args.port}: {exc.strerror}; "
+            "choose another --port",
+            file=sys.stderr,
         )
         return 1
 

@@ -1,8 +1,8 @@
 """Handlers of the emulated Astro API: auth config, organisation lookup, users and lists.
 
 List endpoints are paginated with ``limit`` and ``offset`` and return
-``totalCount``. A page never holds more than ``page_size_max`` items, whatever
-``limit`` asks, so clients must follow ``offset`` to the end. These handlers do
+``totalCount``. A page never contains more than ``page_size_max`` items,
+whatever ``limit`` requests, so clients must follow ``offset`` to the end. These handlers do
 not read sockets, apply faults or log: the server does that.
 """
 
@@ -75,7 +75,10 @@ def organization_lookup(backend: Backend, request: Request) -> Response:
 
 
 def current_user(backend: Backend, request: Request) -> Response:
-    """Handle ``GET <api>v1/users/self``; every signed-in user already exists."""
+    """Handle ``GET <api>v1/users/self``.
+
+    ``createIfNotExist`` changes nothing, because signing in already created the user.
+    """
     user = authenticate(backend, request)
     return json_response(200, user.to_json())
 
@@ -123,8 +126,8 @@ def list_deployments(backend: Backend, request: Request, org_id: str) -> Respons
     query = _query(request)
     deployments = organization.deployments
     if query.get("workspaceIds"):
-        wanted = {value.strip() for value in query["workspaceIds"].split(",")}
-        deployments = [item for item in deployments if item.workspace_id in wanted]
+        requested_ids = {value.strip() for value in query["workspaceIds"].split(",")}
+        deployments = [item for item in deployments if item.workspace_id in requested_ids]
     return _page(backend, request, query, "deployments", deployments, lambda dep: dep.to_json())
 
 
@@ -174,7 +177,7 @@ def _page(
 ) -> Response:
     """Return one page of ``items`` as ``{key: [...], "totalCount", "limit", "offset"}``.
 
-    The answer's ``limit`` is the page size actually used, after the cap.
+    The response's ``limit`` is the page size actually used, after the cap.
     """
     limit = _int_parameter(request, query, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT)
     offset = _int_parameter(request, query, "offset", 0, 0, 2**31 - 1)

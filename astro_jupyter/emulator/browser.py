@@ -1,4 +1,4 @@
-"""A scripted browser that opens a printed login link and answers the approval page.
+"""A scripted browser that opens a printed login link and submits the approval form.
 
 ``follow_login_link`` stands in for a person in tests and in the demo: it
 opens the authorize URL, approves or denies on the emulator's approval page,
@@ -52,7 +52,7 @@ class FollowResult:
     history
         Every URL requested, in order, ``url`` included.
     approval_page_shown
-        Whether the emulator's approval page was answered on the way.
+        Whether the emulator's approval form was submitted on the way.
     """
 
     url: str
@@ -186,8 +186,8 @@ def follow_login_link(
         A URL on the way is not an http:// URL on a loopback address; it was not requested.
     FollowError
         A timeout, a refused connection, too many redirects, or ``approve=False``
-        or ``email`` given while the emulator approved without its page
-        (``approve_as`` is set).
+        or ``email`` given while the link redirects at once without an approval
+        page (the emulator's ``approve_as`` is set).
     """
     deadline = time.monotonic() + timeout_s
     history: list[str] = []
@@ -201,6 +201,14 @@ def follow_login_link(
         method, body = "GET", None
 
         if status in _REDIRECT_STATUSES and location:
+            if len(history) == 1 and (not approve or email is not None):
+                # The authorize URL redirected without asking, so it carries a code.
+                # Stop here rather than deliver a login that the caller meant to deny.
+                raise FollowError(
+                    "The login link redirected without an approval page (the emulator's "
+                    "approve_as is set?), so Deny or another email could not be chosen; "
+                    "call set_approve_as(None) first."
+                )
             url = urljoin(url, location)
             continue
         form = _FormParser()
@@ -216,9 +224,4 @@ def follow_login_link(
             continue
         break
 
-    if not approval_page_shown and (not approve or email is not None):
-        raise FollowError(
-            "The emulator approved the login without its approval page (approve_as is set), "
-            "so Deny or another email could not be chosen; call set_approve_as(None) first."
-        )
     return FollowResult(url, status, text, tuple(history), approval_page_shown)

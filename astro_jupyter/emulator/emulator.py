@@ -20,9 +20,10 @@ __all__ = ["Emulator"]
 
 logger = logging.getLogger(__name__)
 
-# Bound on joining the serving thread in stop(); the loop notices shutdown within its poll interval.
+# Maximum seconds stop() waits for the serving thread, which notices shutdown within one poll
+# interval.
 _JOIN_TIMEOUT_S = 5.0
-_POLL_INTERVAL_S = 0.1
+_POLL_INTERVAL_S = 0.05
 
 
 class Emulator:
@@ -264,7 +265,7 @@ class Emulator:
         return self._backend.log.snapshot()
 
     def count(self, endpoint: str) -> int:
-        """Return how many requests of ``endpoint`` were answered.
+        """Return how many requests of ``endpoint`` were served.
 
         Raises
         ------

@@ -1,8 +1,8 @@
 """Endpoint names, injected faults and the request log of the emulator.
 
-This module holds the test-facing bookkeeping: which endpoints exist, which of
-them should fail next and how, and what was requested so far. It sends nothing
-and knows nothing about HTTP handlers beyond the status codes they sent.
+This module contains the test-facing bookkeeping: which endpoints exist, which of
+them should fail next and how, and what was requested so far. It sends no
+requests and uses nothing of the HTTP handlers but the status codes they sent.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ class RequestLog:
             self._records.append(record)
 
     def snapshot(self) -> list[RequestRecord]:
-        """Return a copy of the records in the order the requests were answered."""
+        """Return a copy of the records in the order they were logged."""
         with self._lock:
             return list(self._records)
 

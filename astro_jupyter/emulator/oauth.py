@@ -156,8 +156,8 @@ def authorize(backend: Backend, request: Request) -> Response:
     """Handle ``GET <domainUrl>authorize``.
 
     With ``approve_as`` set, the user signs in as that email whatever
-    ``login_hint`` says, and the browser goes straight back with a code.
-    Otherwise the approval page asks. ``organization`` and ``prompt`` are
+    ``login_hint`` contains, and the browser goes straight back with a code.
+    Otherwise the handler serves the approval page. ``organization`` and ``prompt`` are
     accepted; ``organization`` is shown on the page.
     """
     try:

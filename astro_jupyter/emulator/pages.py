@@ -8,7 +8,7 @@ find the form by them:
 - ``input#email`` (name ``email``) is the address to sign in as;
 - ``button#approve.approve`` and ``button#deny.deny`` (name ``decision``,
   values ``approve`` and ``deny``) submit it;
-- ``input[name=request_id]`` holds the id of the pending authorize request.
+- ``input[name=request_id]`` contains the id of the pending authorize request.
 
 The pages contain no script and load nothing from other hosts.
 """
@@ -59,7 +59,7 @@ def approval_page(
     organization: str | None,
     message: str | None = None,
 ) -> str:
-    """Return the page that asks the user to approve or deny a sign-in request.
+    """Return the page on which the user approves or denies a sign-in request.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ def approval_page(
     request_id
         The id of the pending authorize request.
     client_id
-        The OAuth client that asks.
+        The OAuth client that sent the request.
     redirect_host
         ``host:port`` of the redirect URI, where the browser goes next.
     scope

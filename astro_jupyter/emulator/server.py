@@ -1,6 +1,6 @@
 """HTTP server of the emulator: routing, fault injection, the control surface, request log.
 
-The server binds a loopback address only and answers each request in its own
+The server binds a loopback address only and handles each request in its own
 thread. Before a handler runs, an injected fault for its endpoint may delay the
 response or replace it. Requests are logged at DEBUG with method, path and
 status only, because queries and bodies carry codes and tokens; the request
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20
 
-# Seconds a connection may sit without sending before its handler thread gives up.
+# Maximum seconds a connection may stay idle before its handler thread closes it.
 _SOCKET_TIMEOUT_S = 10
 
 
@@ -92,7 +92,7 @@ _ROUTES = (
 
 
 def dispatch(backend: Backend, request: Request) -> tuple[Response, str | None, bool]:
-    """Answer one request.
+    """Route one request to its handler, or to an injected fault, and return the result.
 
     Returns
     -------
@@ -103,7 +103,7 @@ def dispatch(backend: Backend, request: Request) -> tuple[Response, str | None, 
     matches = [(route, route.pattern.match(request.path)) for route in _ROUTES]
     matches = [(route, match) for route, match in matches if match]
     if not matches:
-        message = f"No endpoint at {request.path}."
+        message = f"Not found: the emulator has no endpoint at {request.path}."
         return api_error(404, message, request.request_id), None, True
     chosen = [(route, match) for route, match in matches if route.method == request.method]
     if not chosen:
@@ -126,7 +126,7 @@ def dispatch(backend: Backend, request: Request) -> tuple[Response, str | None, 
     except HttpError as exc:
         return exc.response, endpoint, endpoint is not None
     except Exception:
-        # A bug in a handler: answer 500 like a real server and keep the traceback in the log.
+        # A bug in a handler: respond with 500 like a real server and keep the traceback in the log.
         logger.exception("Internal error while handling %s %s", request.method, request.path)
         message = "Internal error in the emulator; see its log."
         return api_error(500, message, request.request_id), endpoint, endpoint is not None
@@ -136,6 +136,12 @@ def _apply_fault(backend: Backend, endpoint: str, request: Request) -> Response 
     fault = backend.faults.take(endpoint)
     if fault is None:
         return None
+    logger.debug(
+        "Applying the injected fault of %s: status %s after %g s",
+        endpoint,
+        fault.status,
+        fault.delay_s,
+    )
     if fault.delay_s:
         # Waiting on the stop event lets stop() end the delay at once.
         backend.stopping.wait(fault.delay_s)
@@ -149,7 +155,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: EmulatorHttpServer
     server_version = "AstroEmulator/0.1"
     # HTTP/1.0 closes every connection after one response, so no idle keep-alive
-    # connection holds a handler thread when the server stops.
+    # connection keeps a handler thread busy when the server stops.
     protocol_version = "HTTP/1.0"
     timeout = _SOCKET_TIMEOUT_S
 
@@ -181,7 +187,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             request = Request(self.command, path, parts.query, self.headers, body, request_id)
             response, endpoint, logged = dispatch(backend, request)
 
-        # Log before sending, so a client that reads the log after its response sees the entry.
+        # Log before sending, so a client that reads the log after its response finds the entry.
         if logged:
             backend.log.append(RequestRecord(self.command, path, endpoint, response.status))
         logger.debug("%s %s -> %d", self.command, path, response.status)
@@ -194,7 +200,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self, request_id: str) -> bytes:
         if self.headers.get("Transfer-Encoding"):
-            raise HttpError(api_error(411, "Send a Content-Length instead of chunks.", request_id))
+            message = "Chunked request bodies are not supported: send a Content-Length."
+            raise HttpError(api_error(411, message, request_id))
         length_text = self.headers.get("Content-Length", "0")
         try:
             length = int(length_text)
@@ -216,7 +223,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log nothing: the request line holds the query, and ``_handle`` logs without it."""
+        """Log nothing: the request line contains the query, and ``_handle`` logs without it."""
 
     def log_error(self, format: str, *args: object) -> None:  # noqa: A002 - base class name
         """Log a protocol error without its arguments, which may quote the request line."""
@@ -261,6 +268,9 @@ class EmulatorHttpServer(ThreadingHTTPServer):
 
     daemon_threads = False
     block_on_close = True
+    # The listen backlog. socketserver's default of 5 drops connections when a
+    # browser or a test opens many at once, and the client then retries after 1 s.
+    request_queue_size = 64
 
     def __init__(self, host: str, port: int, backend: Backend) -> None:
         bind_host, family = loopback_bind_address(host)

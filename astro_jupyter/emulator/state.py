@@ -1,7 +1,7 @@
 """Users, organisations, workspaces and deployments of the emulated control plane.
 
 The directory is an in-memory, thread-safe store with made-up data. It creates
-users on first sign-in and puts them in a default organisation. It holds no
+users on first sign-in and puts them in a default organisation. It stores no
 tokens and does not decide who may see what: the API handlers do that.
 """
 

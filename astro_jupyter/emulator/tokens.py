@@ -136,9 +136,10 @@ class TokenStore:
         Raises
         ------
         TokenRequestError
-            ``invalid_grant`` for an unknown, used or expired code, another
-            client or redirect URI, or a verifier whose S256 hash is not the
-            challenge; ``invalid_request`` for a missing or malformed verifier.
+            ``invalid_request`` when the verifier is missing or malformed.
+            ``invalid_grant`` when the code is unknown, used or expired, when
+            the client or redirect URI differs from the authorize request, or
+            when the verifier's S256 hash is not the challenge.
         """
         with self._lock:
             if code_verifier:
@@ -175,7 +176,7 @@ class TokenStore:
         Each refresh token works once. Presenting a spent one revokes its whole
         family, every access, id and refresh token descended from the same
         code, because the server cannot tell whether the client or a thief
-        holds the newer token.
+        has the newer token.
 
         Raises
         ------
@@ -214,7 +215,7 @@ class TokenStore:
         ------
         InvalidAccessTokenError
             The token is not a JWT access token of this emulator, or it is
-            expired or revoked. The message says which.
+            expired or revoked. The message names the reason.
         """
         try:
             claims = jwt.decode(token, self._key)
