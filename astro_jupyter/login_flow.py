@@ -1,0 +1,421 @@
+"""One Astro login as an object that runs in the background and can be watched.
+
+A :class:`LoginFlow` runs the steps of ``astro login`` in order (auth config,
+organization lookup, browser and loopback callback, token exchange, user info,
+session check, saving) or the shorter token login. Views subscribe to its
+:class:`LoginEvent` stream, show the authorize URL when it appears, and may
+:meth:`~LoginFlow.cancel` it; :meth:`~LoginFlow.wait` returns the
+:class:`LoginResult` or raises the error that ended it.
+
+The flow never prints, opens a browser or prompts: those belong to the views.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from . import oauth_client
+from .astro_api import Organization, SessionInfo, Workspace, check_session, lookup_organization_ids
+from .callback_server import CallbackServer
+from .config_store import ConfigStore, ContextRecord
+from .emails import validate_email
+from .errors import AstroJupyterError, LoginCancelledError
+from .http_client import HttpClient
+from .jwt_claims import expiry_of, read_claims
+from .pkce import new_pkce_pair, new_state
+
+__all__ = ["LoginEvent", "LoginFlow", "LoginMode", "LoginOptions", "LoginResult", "LoginStep"]
+
+log = logging.getLogger(__name__)
+
+# The Astro CLI treats a pasted token as valid for one hour when it cannot tell.
+_TOKEN_LOGIN_DEFAULT_LIFETIME = timedelta(hours=1)
+
+
+class LoginMode(enum.Enum):
+    """Way the user reaches the sign-in page: a browser opened here, a link, or a token."""
+
+    BROWSER = "browser"
+    LINK = "link"
+    TOKEN = "token"
+
+
+class LoginStep(enum.Enum):
+    """The steps a login goes through, in order; the last three end it."""
+
+    STARTING = "starting"
+    AUTH_CONFIG = "auth config"
+    ORGANIZATION_LOOKUP = "organization lookup"
+    WAITING_FOR_BROWSER = "waiting for the browser"
+    TOKEN_EXCHANGE = "token exchange"
+    USER_INFO = "user info"
+    SESSION_CHECK = "session check"
+    SAVING = "saving"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the login has ended at this step."""
+        return self in (LoginStep.DONE, LoginStep.FAILED, LoginStep.CANCELLED)
+
+
+@dataclass(frozen=True)
+class LoginEvent:
+    """One change in a login's progress.
+
+    ``authorize_url`` is set on the :attr:`LoginStep.WAITING_FOR_BROWSER`
+    event: the page the user must open. It contains no secret (the PKCE challenge
+    and ``state`` are public by design).
+    """
+
+    step: LoginStep
+    message: str
+    authorize_url: str | None = None
+    deadline_monotonic: float | None = None
+
+
+@dataclass(frozen=True)
+class LoginOptions:
+    """Settings of one login, resolved by the caller from its configuration."""
+
+    domain: str
+    api_base_url: str
+    callback_port: int = 12345
+    callback_timeout_s: float = 300.0
+    http_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The saved outcome of a successful login, without any token."""
+
+    domain: str
+    email: str
+    requested_email: str | None
+    organization: Organization
+    workspace: Workspace | None
+    workspaces: tuple[Workspace, ...]
+    expires_at: datetime
+    refreshable: bool
+
+    @property
+    def email_differs(self) -> bool:
+        """Whether the account that signed in is not the one the user asked for."""
+        return bool(self.requested_email) and (
+            self.email.casefold() != (self.requested_email or "").casefold()
+        )
+
+
+@dataclass
+class _Secrets:
+    """Values that must live only as long as the login; kept out of every repr."""
+
+    token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "_Secrets(<hidden>)"
+
+
+class LoginFlow:
+    """A single login, run in a background thread or in the caller's.
+
+    Parameters
+    ----------
+    options
+        Domain, API base URL and the callback and HTTP settings.
+    store
+        Where the result is saved, shared with the Astro CLI.
+    mode
+        Browser and link modes run the authorization code flow; token mode
+        uses ``token`` instead.
+    email
+        The account to sign in as (a ``login_hint`` for the sign-in page).
+        Required for browser and link modes, ignored for token mode.
+    token
+        An access token copied from the Astro UI, for token mode.
+    """
+
+    def __init__(
+        self,
+        options: LoginOptions,
+        store: ConfigStore,
+        *,
+        mode: LoginMode,
+        email: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.options = options
+        self.mode = mode
+        self._store = store
+        self._secrets = _Secrets(token=token)
+        self._requested_email = validate_email(email or "") if mode is not LoginMode.TOKEN else None
+        if mode is LoginMode.TOKEN:
+            read_claims(token or "")
+
+        self._listeners: list[Callable[[LoginEvent], None]] = []
+        self._events: list[LoginEvent] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._cancelled = threading.Event()
+        self._callback: CallbackServer | None = None
+        self._thread: threading.Thread | None = None
+        self._result: LoginResult | None = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"LoginFlow(domain={self.options.domain!r}, mode={self.mode.value!r}, "
+            f"step={self.step.value!r})"
+        )
+
+    # Watching
+
+    @property
+    def step(self) -> LoginStep:
+        """The latest step reached."""
+        with self._lock:
+            return self._events[-1].step if self._events else LoginStep.STARTING
+
+    @property
+    def events(self) -> list[LoginEvent]:
+        """Every event so far, oldest first."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def authorize_url(self) -> str | None:
+        """The sign-in page URL, once the flow is waiting for the browser."""
+        for event in self.events:
+            if event.authorize_url:
+                return event.authorize_url
+        return None
+
+    @property
+    def done(self) -> bool:
+        """Whether the login has ended, in success, failure or cancellation."""
+        return self._done.is_set()
+
+    def subscribe(self, listener: Callable[[LoginEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every later event, from the flow's thread.
+
+        Returns a function that unsubscribes. A listener that raises is logged
+        and does not stop the login.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, step: LoginStep, message: str, **extra: object) -> None:
+        event = LoginEvent(step=step, message=message, **extra)  # type: ignore[arg-type]
+        with self._lock:
+            self._events.append(event)
+            listeners = list(self._listeners)
+        log.info("login to %s: %s", self.options.domain, step.value)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a login event listener failed")
+
+    # Control
+
+    def start(self) -> LoginFlow:
+        """Run the login in a daemon thread and return at once."""
+        if self._thread is not None:
+            raise RuntimeError("this login has already been started")
+        self._thread = threading.Thread(
+            target=self._run_and_record, name=f"astro-login-{self.options.domain}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def run(self) -> LoginResult:
+        """Run the login in the calling thread and return its result."""
+        if self._thread is not None:
+            raise RuntimeError("this login has already been started")
+        self._run_and_record()
+        return self.wait(0)
+
+    def cancel(self) -> None:
+        """Stop the login and free the callback port; safe from any thread."""
+        self._cancelled.set()
+        callback = self._callback
+        if callback is not None:
+            callback.cancel()
+
+    def wait(self, timeout: float | None = None) -> LoginResult:
+        """Wait for the login to end and return its result.
+
+        Raises
+        ------
+        TimeoutError
+            The login is still running after ``timeout`` seconds.
+        AstroJupyterError
+            The error that ended the login, including
+            :class:`~astro_jupyter.errors.LoginCancelledError`.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the login to {self.options.domain} is still running")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None  # noqa: S101 - set whenever no error is
+        return self._result
+
+    # The steps
+
+    def _run_and_record(self) -> None:
+        try:
+            with HttpClient(timeout_s=self.options.http_timeout_s) as http:
+                self._result = self._run_steps(http)
+            self._emit(LoginStep.DONE, f"Logged in to {self.options.domain}.")
+        except LoginCancelledError as error:
+            self._error = error
+            self._emit(LoginStep.CANCELLED, str(error))
+        except AstroJupyterError as error:
+            self._error = error
+            self._emit(LoginStep.FAILED, str(error))
+        except Exception as error:
+            # A bug: keep its traceback for the caller, but end the flow cleanly.
+            log.exception("login to %s failed unexpectedly", self.options.domain)
+            self._error = error
+            self._emit(LoginStep.FAILED, f"Login failed unexpectedly: {type(error).__name__}.")
+        finally:
+            self._secrets.token = None
+            self._done.set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise LoginCancelledError("Login cancelled.")
+
+    def _run_steps(self, http: HttpClient) -> LoginResult:
+        # Reading the config first means a broken file fails the login before
+        # the user signs in, not after.
+        stored = self._store.read_context(self.options.domain)
+        self._check_cancelled()
+
+        self._emit(LoginStep.AUTH_CONFIG, "Fetching the login settings.")
+        config = oauth_client.fetch_auth_config(http, self.options.api_base_url)
+        self._check_cancelled()
+
+        if self.mode is LoginMode.TOKEN:
+            tokens = self._token_from_paste()
+        else:
+            tokens = self._authorization_code_tokens(http, config)
+        self._check_cancelled()
+
+        self._emit(LoginStep.USER_INFO, "Fetching your account details.")
+        user = oauth_client.fetch_userinfo(http, config, tokens.access_token)
+        self._check_cancelled()
+
+        self._emit(LoginStep.SESSION_CHECK, "Checking your organization and workspaces.")
+        session = check_session(
+            http,
+            self.options.api_base_url,
+            tokens.access_token,
+            stored_organization=stored.organization if stored else None,
+            last_used_workspace=stored.last_used_workspace if stored else None,
+        )
+        self._check_cancelled()
+
+        self._emit(LoginStep.SAVING, f"Saving the login to {self._store.path}.")
+        self._save(tokens, user.email, session, stored)
+        return LoginResult(
+            domain=self.options.domain,
+            email=user.email,
+            requested_email=self._requested_email,
+            organization=session.organization,
+            workspace=session.workspace,
+            workspaces=session.workspaces,
+            expires_at=tokens.expires_at,
+            refreshable=tokens.refresh_token is not None,
+        )
+
+    def _token_from_paste(self) -> oauth_client.TokenSet:
+        token = (self._secrets.token or "").strip()
+        expires_at = expiry_of(read_claims(token))
+        if expires_at is None:
+            expires_at = datetime.now(timezone.utc) + _TOKEN_LOGIN_DEFAULT_LIFETIME
+        return oauth_client.TokenSet(access_token=token, expires_at=expires_at)
+
+    def _authorization_code_tokens(
+        self, http: HttpClient, config: oauth_client.AuthConfig
+    ) -> oauth_client.TokenSet:
+        email = self._requested_email or ""
+        self._emit(LoginStep.ORGANIZATION_LOOKUP, "Looking up your organization.")
+        organization_ids = lookup_organization_ids(http, self.options.api_base_url, email)
+        self._check_cancelled()
+
+        pkce = new_pkce_pair()
+        state = new_state()
+        callback = CallbackServer(state, port=self.options.callback_port).start()
+        self._callback = callback
+        try:
+            # A cancel that arrived before the server existed must still count.
+            if self._cancelled.is_set():
+                callback.cancel()
+            url = oauth_client.authorization_url(
+                config,
+                redirect_uri=callback.redirect_uri,
+                code_challenge=pkce.challenge,
+                state=state,
+                email=email,
+                organization_id=organization_ids[0] if organization_ids else None,
+            )
+            timeout_s = self.options.callback_timeout_s
+            self._emit(
+                LoginStep.WAITING_FOR_BROWSER,
+                f"Waiting for the browser to come back to {callback.redirect_uri} "
+                f"(times out in {timeout_s:g} s).",
+                authorize_url=url,
+                deadline_monotonic=time.monotonic() + timeout_s,
+            )
+            code = callback.wait(timeout_s)
+        finally:
+            callback.close()
+            self._callback = None
+
+        self._emit(LoginStep.TOKEN_EXCHANGE, "Exchanging the authorization code for tokens.")
+        return oauth_client.exchange_code(
+            http,
+            config,
+            code=code,
+            code_verifier=pkce.verifier,
+            redirect_uri=callback.redirect_uri,
+        )
+
+    def _save(
+        self,
+        tokens: oauth_client.TokenSet,
+        email: str,
+        session: SessionInfo,
+        stored: ContextRecord | None,
+    ) -> None:
+        last_used = session.workspace.id if session.workspace else None
+        if last_used is None and stored is not None:
+            last_used = stored.last_used_workspace
+        record = ContextRecord(
+            domain=self.options.domain,
+            token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            user_email=email,
+            organization=session.organization.id,
+            organization_product=session.organization.product,
+            workspace=session.workspace.id if session.workspace else None,
+            last_used_workspace=last_used,
+        )
+        self._store.save_login(record, make_current=True)

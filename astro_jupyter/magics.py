@@ -1,0 +1,297 @@
+"""The ``%astro_login`` magic: a text view over :class:`~astro_jupyter.login_flow.LoginFlow`.
+
+The magic parses its arguments, prompts for what is missing (email, token) where
+the frontend can prompt, starts one login flow, shows the sign-in link, and
+waits on the kernel's main thread, so a kernel interrupt cancels the login and
+frees the callback port. Every expected failure is shown as a one-line
+``UsageError``; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import html
+import os
+import queue
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from .domains import DEFAULT_DOMAIN
+from .errors import AstroJupyterError, InvalidInputError
+from .settings import AstroLogin
+
+if TYPE_CHECKING:
+    from .config_store import ConfigStore
+    from .login_flow import LoginEvent, LoginFlow, LoginResult
+
+__all__ = ["AstroMagics"]
+
+# argparse's marker for "-t given without a value": a value no user can type.
+_ASK_FOR_TOKEN = object()
+_TOKEN_ENV = "ASTRO_JUPYTER_TOKEN"
+_EVENT_POLL_S = 0.2
+_CANCEL_GRACE_S = 10.0
+
+
+@magics_class
+class AstroMagics(Magics):
+    """Magics that log in to Astro and share the login with the Astro CLI."""
+
+    def __init__(self, shell: Any, settings: AstroLogin) -> None:
+        super().__init__(shell)
+        self.settings = settings
+        self._warned_token_in_source = False
+
+    @magic_arguments()
+    @argument(
+        "domain",
+        nargs="?",
+        help=(
+            "Astro domain to log in to, e.g. astronomer.io (the default: $ASTRO_DOMAIN, "
+            "else the current context of ~/.astro/config.yaml, else astronomer.io)."
+        ),
+    )
+    @argument("-e", "--email", help="Your Astro account email; default: the context's saved one.")
+    @argument(
+        "-l",
+        "--link",
+        action="store_true",
+        help="Only show the sign-in link, for a browser on another machine; open no browser.",
+    )
+    @argument(
+        "-t",
+        "--token",
+        nargs="?",
+        const=_ASK_FOR_TOKEN,
+        default=None,
+        metavar="TOKEN",
+        help=(
+            "Log in with an access token copied from the Astro UI instead of a browser. "
+            f"Without a value, ask for it hidden, else read ${_TOKEN_ENV}."
+        ),
+    )
+    @argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Seconds to wait for the browser (default: AstroLogin.callback_timeout_s).",
+    )
+    @argument(
+        "--no-widget",
+        action="store_true",
+        help="Use this text form even where the login panel could be shown.",
+    )
+    @line_magic
+    def astro_login(self, line: str) -> None:
+        """Log in to Astro and save the login where the Astro CLI reads it.
+
+        Opens the sign-in page in your browser when the kernel runs on your
+        computer, and always shows the link too. When the login ends, prints
+        who is logged in with which organization and workspace.
+
+        Examples
+        --------
+        In [1]: %load_ext astro_jupyter
+
+        In [2]: %astro_login -e ada@example.com
+        Logging in to astronomer.io as ada@example.com.
+        Open this link to sign in: https://auth.astronomer.io/authorize?...
+        Logged in to astronomer.io as ada@example.com.
+        Organization: Example Org (clx0org)
+        Workspace: Data Engineering (clx0ws)
+
+        In [3]: %astro_login -l          # a browser on another device
+        In [4]: %astro_login -t          # paste a token from the Astro UI, hidden
+
+        In [5]: %astro_login -e not-an-email
+        UsageError: Invalid email 'not-an-email': expected an address such as name@example.com.
+        """
+        args = parse_argstring(self.astro_login, line)
+        try:
+            self._login(args)
+        except AstroJupyterError as error:
+            raise UsageError(str(error)) from error
+
+    def _login(self, args: Any) -> None:
+        # Imported here so that loading the extension stays cheap: these pull
+        # in requests and the YAML library.
+        from .config_store import ConfigStore
+        from .login_flow import LoginFlow, LoginMode, LoginOptions
+
+        store = ConfigStore()
+        domain = self.settings.resolve_domain(
+            args.domain or store.current_domain() or DEFAULT_DOMAIN
+        )
+        timeout_s = self.settings.callback_timeout_s if args.timeout is None else args.timeout
+        if not timeout_s > 0:
+            raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout_s:g}.")
+        options = LoginOptions(
+            domain=domain,
+            api_base_url=self.settings.api_base_url_for(domain),
+            callback_port=self.settings.callback_port,
+            callback_timeout_s=timeout_s,
+            http_timeout_s=self.settings.http_timeout_s,
+        )
+
+        if args.token is not None:
+            flow = LoginFlow(options, store, mode=LoginMode.TOKEN, token=self._token_from(args))
+            print(f"Logging in to {domain} with an access token.")
+        else:
+            email = args.email or self._email_from(store, domain)
+            mode = LoginMode.LINK if args.link else LoginMode.BROWSER
+            flow = LoginFlow(options, store, mode=mode, email=email)
+            print(f"Logging in to {domain} as {email}.")
+
+        result = self._run(flow)
+        self._report(result)
+        if result.workspace is None and result.workspaces:
+            self._choose_workspace(store, result)
+
+    # Asking for what is missing
+
+    def _can_prompt(self) -> bool:
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is not None:
+            return bool(getattr(kernel, "_allow_stdin", False))
+        return True
+
+    def _email_from(self, store: ConfigStore, domain: str) -> str:
+        saved = store.read_context(domain)
+        if saved is not None and saved.user_email:
+            print(f"Using the saved account {saved.user_email} for {domain}.")
+            return saved.user_email
+        missing = (
+            f"No email given and none saved for {domain}; "
+            "pass it with -e, e.g. %astro_login -e name@example.com."
+        )
+        if not self._can_prompt():
+            raise InvalidInputError(missing)
+        try:
+            return builtins.input("Your Astro account email: ")
+        except (StdinNotImplementedError, EOFError):
+            raise InvalidInputError(missing) from None
+
+    def _token_from(self, args: Any) -> str:
+        if args.token is not _ASK_FOR_TOKEN:
+            if not self._warned_token_in_source:
+                self._warned_token_in_source = True
+                print(
+                    "Warning: a token typed into a cell is saved in the notebook and in IPython's "
+                    "history; prefer %astro_login -t without a value, or "
+                    f"${_TOKEN_ENV}."
+                )
+            return str(args.token)
+        if self._can_prompt():
+            try:
+                return getpass.getpass("Astro access token (hidden): ")
+            except (StdinNotImplementedError, EOFError):
+                pass
+        token = os.environ.get(_TOKEN_ENV, "")
+        if token.strip():
+            print(f"Using the access token from ${_TOKEN_ENV}.")
+            return token
+        raise InvalidInputError(
+            f"No token given: this kernel cannot prompt and ${_TOKEN_ENV} is not set; "
+            "set it or pass the token after -t."
+        )
+
+    # Running and reporting
+
+    def _run(self, flow: LoginFlow) -> LoginResult:
+        from .login_flow import LoginStep
+
+        events: queue.Queue[LoginEvent] = queue.Queue()
+        flow.subscribe(events.put)
+        flow.start()
+        try:
+            while not flow.done or not events.empty():
+                try:
+                    event = events.get(timeout=_EVENT_POLL_S)
+                except queue.Empty:
+                    continue
+                if event.step is LoginStep.WAITING_FOR_BROWSER and event.authorize_url:
+                    self._show_link(flow, event)
+        except KeyboardInterrupt:
+            flow.cancel()
+            try:
+                flow.wait(_CANCEL_GRACE_S)
+            except (AstroJupyterError, TimeoutError):
+                pass
+            raise InvalidInputError(
+                "Login cancelled by a kernel interrupt; nothing was saved and the callback "
+                "port is free again."
+            ) from None
+        return flow.wait(0)
+
+    def _show_link(self, flow: LoginFlow, event: LoginEvent) -> None:
+        from .local_browser import browser_unavailable_reason, open_in_browser
+        from .login_flow import LoginMode
+
+        url = event.authorize_url or ""
+        escaped = html.escape(url, quote=True)
+        display(
+            {
+                "text/html": (
+                    '<p>Open this link to sign in to Astro: <a href="'
+                    f'{escaped}" target="_blank" rel="noopener noreferrer">{escaped}</a></p>'
+                ),
+                "text/plain": f"Open this link to sign in to Astro:\n{url}",
+            },
+            raw=True,
+        )
+        if flow.mode is LoginMode.BROWSER and self.settings.open_browser:
+            reason = browser_unavailable_reason()
+            if reason is None:
+                open_in_browser(url)
+                print("Opened the sign-in page in your browser.")
+            else:
+                print(f"Not opening a browser: {reason}. Open the link above instead.")
+        print(event.message)
+
+    def _report(self, result: LoginResult) -> None:
+        print(f"Logged in to {result.domain} as {result.email}.")
+        if result.email_differs:
+            print(
+                f"Note: you signed in as {result.email}, not {result.requested_email} as requested."
+            )
+        organization = result.organization
+        print(f"Organization: {organization.name} ({organization.id})")
+        if result.workspace is not None:
+            print(f"Workspace: {result.workspace.name} ({result.workspace.id})")
+        elif not result.workspaces:
+            print(
+                "Workspace: none; this organization has no workspace yet. Create one in the "
+                "Astro UI, then select it with `astro workspace switch`."
+            )
+        if not result.refreshable:
+            print(
+                "This login cannot be refreshed; log in again after "
+                f"{result.expires_at.astimezone():%Y-%m-%d %H:%M %Z}."
+            )
+
+    def _choose_workspace(self, store: ConfigStore, result: LoginResult) -> None:
+        listing = "\n".join(
+            f"  {number}. {workspace.name} ({workspace.id})"
+            for number, workspace in enumerate(result.workspaces, start=1)
+        )
+        print(f"This organization has {len(result.workspaces)} workspaces:\n{listing}")
+        how_later = "Select one later with `astro workspace switch ID`."
+        if not self._can_prompt():
+            print(f"Workspace: none selected. {how_later}")
+            return
+        try:
+            answer = builtins.input(f"Workspace number (1-{len(result.workspaces)}): ").strip()
+        except (StdinNotImplementedError, EOFError):
+            print(f"Workspace: none selected. {how_later}")
+            return
+        if not answer.isdigit() or not 1 <= int(answer) <= len(result.workspaces):
+            print(f"Workspace: none selected ({answer!r} is not in the list). {how_later}")
+            return
+        chosen = result.workspaces[int(answer) - 1]
+        store.update_context(result.domain, workspace=chosen.id, last_used_workspace=chosen.id)
+        print(f"Workspace: {chosen.name} ({chosen.id})")
