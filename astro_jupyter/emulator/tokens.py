@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import jwt
 from .state import User
@@ -71,15 +71,13 @@ class _Code:
 
 @dataclass
 class _Family:
-    """Every token issued from one authorization code, through all its refreshes."""
+    """One login: the tokens issued for one authorization code and its refreshes, revoked together."""
 
     id: str
     user: User
     client_id: str
     scope: str
     current_refresh_token: str | None = None
-    refresh_tokens: set[str] = field(default_factory=set)
-    jwt_ids: set[str] = field(default_factory=set)
     revoked: bool = False
 
 
@@ -287,7 +285,6 @@ class TokenStore:
         if "offline_access" in scopes:
             refresh_token = "v1." + secrets.token_urlsafe(48)
             family.current_refresh_token = refresh_token
-            family.refresh_tokens.add(refresh_token)
             self._family_by_refresh_token[refresh_token] = family.id
             self._secrets.add(refresh_token)
             response["refresh_token"] = refresh_token
@@ -314,8 +311,6 @@ class TokenStore:
             claims.update(aud=family.client_id, email=user.email, name=user.full_name)
         token = jwt.encode(claims, self._key)
         self._jwts[jwt_id] = _JwtRecord(kind, family.id if family else None)
-        if family is not None:
-            family.jwt_ids.add(jwt_id)
         self._secrets.add(token)
         return token
 
