@@ -71,7 +71,7 @@ class _Code:
 
 @dataclass
 class _Family:
-    """One login: the tokens issued for one authorization code and its refreshes, revoked together."""
+    """One login: the tokens issued for one code and its refreshes, revoked together."""
 
     id: str
     user: User
