@@ -26,6 +26,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
+from .config_cache import FileSignature, ParsedFileCache, file_signature
 from .config_context import (
     UPDATABLE_FIELDS,
     ContextRecord,
@@ -97,6 +98,7 @@ class ConfigStore:
         self._environ = environ
         self.path = Path(path) if path is not None else config_path(self._env())
         self.lock_timeout_s = lock_timeout_s
+        self._cache = ParsedFileCache()
 
     def __repr__(self) -> str:
         return f"ConfigStore(path={str(self.path)!r})"
@@ -126,20 +128,7 @@ class ConfigStore:
         ConfigError
             The file cannot be read or parsed.
         """
-        from_environment = self._env().get("ASTRO_DOMAIN", "").strip()
-        if from_environment:
-            try:
-                # Any well-formed host name is accepted, so that a local
-                # control plane can be named here too.
-                return normalize_domain(from_environment, allow_unknown=True)
-            except InvalidInputError:
-                raise InvalidInputError(
-                    f"Invalid ASTRO_DOMAIN {from_environment!r}: expected a host name such as "
-                    "astronomer.io. Fix or unset the environment variable."
-                ) from None
-
-        current = scalar_text(get_value(self._read().root, "context"))
-        return current.strip() if current and current.strip() else None
+        return self.read_login(None)[0]
 
     def read_context(self, domain: str) -> ContextRecord | None:
         """Return the stored login of ``domain``, or None when the file has no such context.
@@ -149,19 +138,61 @@ class ConfigStore:
         ConfigError
             The file cannot be read or parsed, or the context is not a mapping.
         """
+        return self.read_login(_check_domain(domain))[1]
+
+    def read_login(self, domain: str | None) -> tuple[str | None, ContextRecord | None]:
+        """Return a domain and its stored login from one read of the file.
+
+        With ``domain`` None, the current domain is used (see
+        :meth:`current_domain`). Either part is None when missing. While the
+        file is unchanged, this parses nothing and costs one ``stat``.
+
+        Raises
+        ------
+        InvalidInputError
+            ``ASTRO_DOMAIN`` is not a host name.
+        ConfigError
+            The file cannot be read or parsed, or the context is not a mapping.
+        """
+        signature = file_signature(self.path)
+        document = self._read(signature)
+        if domain is None:
+            domain = self._environment_domain() or self._cache.derived(
+                signature, "current", lambda: _current_in_file(document.root)
+            )
+        if domain is None:
+            return None, None
         domain = _check_domain(domain)
-        contexts = self._existing_contexts(self._read().root)
-        if contexts is None:
+
+        def parse_record() -> ContextRecord | None:
+            contexts = self._existing_contexts(document.root)
+            if contexts is None:
+                return None
+            context = self._find_context(contexts, domain)
+            return None if context is None else record_from_context(domain, context, self.path)
+
+        return domain, self._cache.derived(signature, ("context", domain), parse_record)
+
+    def _environment_domain(self) -> str | None:
+        from_environment = self._env().get("ASTRO_DOMAIN", "").strip()
+        if not from_environment:
             return None
-        context = self._find_context(contexts, domain)
-        return None if context is None else record_from_context(domain, context, self.path)
+        try:
+            # Any well-formed host name is accepted, so that a local
+            # control plane can be named here too.
+            return normalize_domain(from_environment, allow_unknown=True)
+        except InvalidInputError:
+            raise InvalidInputError(
+                f"Invalid ASTRO_DOMAIN {from_environment!r}: expected a host name such as "
+                "astronomer.io. Fix or unset the environment variable."
+            ) from None
 
     def list_contexts(self) -> list[ContextRecord]:
         """Return the stored login of every context, in file order.
 
         A context that is not a mapping is skipped with a warning.
         """
-        contexts = self._existing_contexts(self._read().root)
+        contexts = self._existing_contexts(self._read(file_signature(self.path)).root)
         if contexts is None:
             return []
 
@@ -327,7 +358,15 @@ class ConfigStore:
     def _env(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
 
-    def _read(self) -> ConfigDocument:
+    def _read(self, signature: FileSignature | None) -> ConfigDocument:
+        """Return the parsed file, from the cache when ``signature`` shows it unchanged.
+
+        Callers must not change the returned document: it may be shared.
+        """
+        cached = self._cache.document(signature)
+        if cached is not None:
+            return cached
+
         # A missing folder means no file. Reads never create the folder.
         if not self.path.parent.is_dir():
             return load_document("", self.path)
@@ -345,7 +384,9 @@ class ConfigStore:
                 log.debug("reading %s without the lock: %s", self.path, error)
             text = read_text(self.path)
         log.debug("read %s", self.path)
-        return load_document(text or "", self.path)
+        document = load_document(text or "", self.path)
+        self._cache.store(signature, document)
+        return document
 
     def _modify(self, change: Callable[[CommentedMap], None]) -> None:
         if not self.path.parent.is_dir() and not _changes_empty_file(change, self.path):
@@ -363,6 +404,7 @@ class ConfigStore:
             if after == before:
                 log.debug("left %s unchanged", self.path)
                 return
+            self._cache.clear()
             replace_atomically(self.path, after)
         log.debug("wrote %s", self.path)
 
@@ -423,6 +465,11 @@ def _changes_empty_file(change: Callable[[CommentedMap], None], path: Path) -> b
     document = load_document("", path)
     change(document.root)
     return bool(document.root)
+
+
+def _current_in_file(root: CommentedMap) -> str | None:
+    current = scalar_text(get_value(root, "context"))
+    return current.strip() if current and current.strip() else None
 
 
 def _write_current(root: CommentedMap, domain: str) -> None:

@@ -46,12 +46,11 @@ def _login_hint(domain: str | None) -> str:
 
 
 def _read_login(store: ConfigStore, domain: str | None) -> tuple[str, ContextRecord]:
-    name = domain or store.current_domain()
+    name, record = store.read_login(domain)
     if not name:
         raise NotLoggedInError(
             f"Not logged in to Astro: {store.path} names no current context; {_login_hint(None)}."
         )
-    record = store.read_context(name)
     if record is None:
         raise NotLoggedInError(
             f"Not logged in to Astro domain {name}: {store.path} has no context for it; "
