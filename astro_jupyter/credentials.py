@@ -5,44 +5,108 @@ Reads the login that ``%astro_login`` or the Astro CLI saved in
 refresh holds the renewal lock that newer Astro CLIs take, re-reads the file
 under it, and uses a token another process saved meanwhile instead of
 spending the rotating refresh token twice.
+
+An Astro API token in ``ASTRO_API_TOKEN`` wins over the stored login, as it
+does for the Astro CLI; it is never written to the config file.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .config_store import ConfigStore, ContextRecord
-from .errors import NotLoggedInError
+from .config_store import ConfigStore, ContextRecord, config_path
+from .errors import InvalidInputError, NotLoggedInError
 from .http_client import HttpClient
+from .jwt_claims import expiry_of, read_claims
 from .oauth_client import fetch_auth_config, is_invalid_grant, refresh_tokens
 from .settings import AstroLogin
 
-__all__ = ["Identity", "get_token", "whoami"]
+__all__ = [
+    "API_TOKEN_ENV",
+    "CredentialSource",
+    "api_token_from_environment",
+    "Identity",
+    "default_store",
+    "get_token",
+    "renew_token",
+    "whoami",
+]
 
 log = logging.getLogger(__name__)
+
+API_TOKEN_ENV = "ASTRO_API_TOKEN"
 
 # Refresh this long before the stored expiry, so a token handed out is still
 # valid for the request the caller is about to make.
 REFRESH_MARGIN = timedelta(minutes=5)
 
 
+class CredentialSource(enum.Enum):
+    """Origin of the token that :func:`get_token` returns."""
+
+    API_TOKEN = "api token"
+    LOGIN = "login"
+    TOKEN_LOGIN = "token login"
+
+    def describe(self) -> str:
+        """Return a phrase for the user, such as ``"the Astro API token in $ASTRO_API_TOKEN"``."""
+        return {
+            CredentialSource.API_TOKEN: f"the Astro API token in ${API_TOKEN_ENV}",
+            CredentialSource.LOGIN: "a refreshable login saved in config.yaml",
+            CredentialSource.TOKEN_LOGIN: (
+                "a token login saved in config.yaml (no refresh token: log in again when it expires)"
+            ),
+        }[self]
+
+
 @dataclass(frozen=True)
 class Identity:
-    """Owner and scope of the stored login of one context, without any token."""
+    """Owner and scope of the credentials in use for one context, without any token."""
 
     email: str | None
-    domain: str
+    domain: str | None
     organization: str | None
     workspace: str | None
     expires_at: datetime | None
     refreshable: bool
+    source: CredentialSource
+
+
+# One store per config path for the whole process, so that the parse cache of
+# each store lasts between calls. The cache never outlives a change of the file:
+# every read compares the file's stat signature first.
+_shared_stores: dict[tuple[str, str], ConfigStore] = {}
+_shared_stores_lock = threading.Lock()
+
+
+def default_store() -> ConfigStore:
+    """Return this process's store for the config file that ``ASTRO_HOME`` or ``HOME`` names now."""
+    key = (os.environ.get("ASTRO_HOME", ""), os.environ.get("HOME", ""))
+    store = _shared_stores.get(key)
+    if store is None:
+        with _shared_stores_lock:
+            store = _shared_stores.setdefault(key, ConfigStore(config_path(os.environ)))
+    return store
+
+
+def api_token_from_environment() -> str | None:
+    """Return ``$ASTRO_API_TOKEN`` stripped, or None when it is unset or blank."""
+    token = os.environ.get(API_TOKEN_ENV, "").strip()
+    return token or None
 
 
 def _login_hint(domain: str | None) -> str:
     target = f" {domain}" if domain else ""
     return f"run %astro_login{target} (or `astro login{target}` in a terminal)"
+
+
+def _resolve_domain(domain: str | None) -> str | None:
+    return AstroLogin.instance().resolve_domain(domain) if domain else None
 
 
 def _read_login(store: ConfigStore, domain: str | None) -> tuple[str, ContextRecord]:
@@ -72,7 +136,11 @@ def _is_fresh(record: ContextRecord, now: datetime) -> bool:
 
 
 def get_token(domain: str | None = None, *, store: ConfigStore | None = None) -> str:
-    """Return the access token of the current or given context, refreshed if needed.
+    """Return the access token to use for Astro, refreshing a stored login if needed.
+
+    ``$ASTRO_API_TOKEN`` wins when set. Otherwise the token of the stored
+    login of ``domain`` is returned, refreshed first when it expires within
+    five minutes.
 
     Parameters
     ----------
@@ -80,8 +148,7 @@ def get_token(domain: str | None = None, *, store: ConfigStore | None = None) ->
         The Astro domain whose login to use; default: ``$ASTRO_DOMAIN``, else
         the config file's current context.
     store
-        The config file to use; default: ``config.yaml`` under ``$ASTRO_HOME``
-        or the home folder.
+        The config file to use; default: :func:`default_store`.
 
     Raises
     ------
@@ -89,28 +156,57 @@ def get_token(domain: str | None = None, *, store: ConfigStore | None = None) ->
         There is no login, it is kept in the CLI's vault, or it expired and
         could not be refreshed.
     """
-    store = store or ConfigStore()
-    settings = AstroLogin.instance()
-    if domain:
-        domain = settings.resolve_domain(domain)
-    name, record = _read_login(store, domain)
+    api_token = api_token_from_environment()
+    if api_token:
+        return api_token
+    store = store or default_store()
+    name, record = _read_login(store, _resolve_domain(domain))
     if _is_fresh(record, datetime.now(timezone.utc)):
         return record.token or ""
+    return _refresh_under_lock(store, name, rejected_token=None)
 
+
+def renew_token(
+    rejected_token: str, domain: str | None = None, *, store: ConfigStore | None = None
+) -> str:
+    """Refresh the stored login because the API rejected ``rejected_token``.
+
+    When another process already saved a different token, that one is
+    returned without spending the refresh token.
+
+    Raises
+    ------
+    NotLoggedInError
+        The login cannot be refreshed.
+    """
+    api_token = api_token_from_environment()
+    if api_token:
+        return api_token
+    store = store or default_store()
+    name, _record = _read_login(store, _resolve_domain(domain))
+    return _refresh_under_lock(store, name, rejected_token=rejected_token)
+
+
+def _refresh_under_lock(store: ConfigStore, name: str, rejected_token: str | None) -> str:
     with store.renewal_lock():
         name, record = _read_login(store, name)
-        if _is_fresh(record, datetime.now(timezone.utc)):
-            log.debug("another process refreshed the token of %s", name)
+        if rejected_token is None:
+            if _is_fresh(record, datetime.now(timezone.utc)):
+                log.debug("another process refreshed the token of %s", name)
+                return record.token or ""
+        elif record.token != rejected_token:
+            log.debug("another process replaced the rejected token of %s", name)
             return record.token or ""
         if not record.refresh_token:
             raise NotLoggedInError(
                 f"The Astro login for {name} has expired and has no refresh token; "
                 f"{_login_hint(name)}."
             )
-        return _refresh(store, settings, name, record.refresh_token)
+        return _refresh(store, name, record.refresh_token)
 
 
-def _refresh(store: ConfigStore, settings: AstroLogin, name: str, refresh_token: str) -> str:
+def _refresh(store: ConfigStore, name: str, refresh_token: str) -> str:
+    settings = AstroLogin.instance()
     with HttpClient(timeout_s=settings.http_timeout_s) as http:
         config = fetch_auth_config(http, settings.api_base_url_for(name))
         try:
@@ -136,22 +232,41 @@ def _refresh(store: ConfigStore, settings: AstroLogin, name: str, refresh_token:
 
 
 def whoami(domain: str | None = None, *, store: ConfigStore | None = None) -> Identity:
-    """Describe the stored login of the current or given context, without any request.
+    """Describe the credentials in use for the current or given context, without any request.
 
     Raises
     ------
     NotLoggedInError
-        There is no usable login for that context.
+        Neither ``$ASTRO_API_TOKEN`` nor a usable stored login is there.
     """
-    store = store or ConfigStore()
-    if domain:
-        domain = AstroLogin.instance().resolve_domain(domain)
-    name, record = _read_login(store, domain)
+    store = store or default_store()
+    api_token = api_token_from_environment()
+    if api_token:
+        name, record = store.read_login(_resolve_domain(domain))
+        try:
+            expires_at = expiry_of(read_claims(api_token))
+        except InvalidInputError:
+            # An API token that is not a JWT still works with the API; only
+            # its expiry stays unknown.
+            expires_at = None
+        return Identity(
+            email=None,
+            domain=name,
+            organization=record.organization if record else None,
+            workspace=record.workspace if record else None,
+            expires_at=expires_at,
+            refreshable=False,
+            source=CredentialSource.API_TOKEN,
+        )
+
+    name, record = _read_login(store, _resolve_domain(domain))
+    refreshable = bool(record.refresh_token)
     return Identity(
         email=record.user_email,
         domain=name,
         organization=record.organization,
         workspace=record.workspace,
         expires_at=record.expires_at,
-        refreshable=bool(record.refresh_token),
+        refreshable=refreshable,
+        source=CredentialSource.LOGIN if refreshable else CredentialSource.TOKEN_LOGIN,
     )

@@ -5,7 +5,7 @@ GETs are retried a bounded number of times on 502, 503 and 504. Every failure
 becomes an :class:`~astro_jupyter.errors.ApiError` whose message names the step
 and the server, but never a query string, a header or a request body.
 
-This module knows nothing of the login flow, IPython or the config file.
+This module does not import the login flow, IPython or the config store.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from urllib3.util.retry import Retry
 
 from .errors import ApiError, OAuthError
 
-__all__ = ["HttpClient", "describe_server", "origin_of"]
+__all__ = [
+    "HttpClient",
+    "connection_failure_reason",
+    "describe_server",
+    "error_for_response",
+    "json_body_or_none",
+    "origin_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +79,7 @@ def _causes(error: BaseException) -> list[BaseException]:
     return found
 
 
-def _connection_reason(error: BaseException) -> str:
+def connection_failure_reason(error: BaseException) -> str:
     """Name the most telling cause of a failed connection, in a few words."""
     for cause in _causes(error):
         if isinstance(cause, ConnectionRefusedError):
@@ -186,7 +193,7 @@ class HttpClient:
                 step=step,
             ) from None
         except requests.RequestException as error:
-            reason = _connection_reason(error)
+            reason = connection_failure_reason(error)
             raise ApiError(
                 f"{step} failed: could not reach {where}: {reason}.", step=step
             ) from None
@@ -198,44 +205,55 @@ class HttpClient:
             response.close()
 
     def _decode(self, step: str, where: str, response: requests.Response) -> Any:
-        status = response.status_code
-        try:
-            body = response.json()
-        except (ValueError, json.JSONDecodeError):
-            body = None
-
-        if isinstance(body, dict) and isinstance(body.get("error"), str) and status >= 400:
-            code = body["error"]
-            description = _one_line(body.get("error_description") or "no description")
-            raise OAuthError(
-                f"{step} failed: {where} rejected the request ({code}: {description}).",
-                step=step,
-                status=status,
-                oauth_error=code,
-            )
-        if status >= 400:
-            detail = ""
-            if isinstance(body, dict) and body.get("message"):
-                detail = f": {_one_line(body['message'])}"
-                if body.get("requestId"):
-                    detail += f" (request id {_one_line(body['requestId'])})"
+        body = json_body_or_none(response)
+        error = error_for_response(step, where, response.status_code, body)
+        if error is not None:
+            raise error
+        if 300 <= response.status_code < 400:
             raise ApiError(
-                f"{step} failed: {where} returned HTTP {status}{detail}.",
+                f"{step} failed: {where} returned an unexpected redirect "
+                f"(HTTP {response.status_code}); check the API URL.",
                 step=step,
-                status=status,
-            )
-        if 300 <= status < 400:
-            raise ApiError(
-                f"{step} failed: {where} returned an unexpected redirect (HTTP {status}); "
-                "check the API URL.",
-                step=step,
-                status=status,
+                status=response.status_code,
             )
         if body is None:
             raise ApiError(
-                f"{step} failed: {where} returned HTTP {status} with a body that is not JSON; "
-                "check the API URL.",
+                f"{step} failed: {where} returned HTTP {response.status_code} with a body that "
+                "is not JSON; check the API URL.",
                 step=step,
-                status=status,
+                status=response.status_code,
             )
         return body
+
+
+def json_body_or_none(response: requests.Response) -> Any:
+    """Return the decoded JSON body of a response, or None when it is not JSON."""
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError):
+        return None
+
+
+def error_for_response(step: str, where: str, status: int, body: Any) -> ApiError | None:
+    """Build the error for an HTTP error status, or return None for a status below 400.
+
+    An OAuth ``error`` field (RFC 6749 section 5.2) gives an :class:`OAuthError`;
+    an Astro API ``message`` (with its ``requestId``) is quoted in the message.
+    """
+    if status < 400:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code = body["error"]
+        description = _one_line(body.get("error_description") or "no description")
+        return OAuthError(
+            f"{step} failed: {where} rejected the request ({code}: {description}).",
+            step=step,
+            status=status,
+            oauth_error=code,
+        )
+    detail = ""
+    if isinstance(body, dict) and body.get("message"):
+        detail = f": {_one_line(body['message'])}"
+        if body.get("requestId"):
+            detail += f" (request id {_one_line(body['requestId'])})"
+    return ApiError(f"{step} failed: {where} returned HTTP {status}{detail}.", step=step, status=status)

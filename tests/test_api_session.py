@@ -1,0 +1,158 @@
+"""Tests of session(): the authenticated Astro API session, against the emulator."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from astro_jupyter.api_session import AstroSession
+from astro_jupyter.config_store import ConfigStore
+from astro_jupyter.credentials import CredentialSource, default_store, get_token, whoami
+from astro_jupyter.emulator import follow_login_link
+from astro_jupyter.errors import ApiError, NotLoggedInError
+from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
+from astro_jupyter.settings import AstroLogin
+
+EMAIL = "ada@example.com"
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(emulator, monkeypatch):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
+    AstroLogin.clear_instance()
+    yield
+    AstroLogin.clear_instance()
+
+
+@pytest.fixture
+def store() -> ConfigStore:
+    return default_store()
+
+
+@pytest.fixture
+def logged_in(emulator, store):
+    """Log in to the emulator's localhost context by link, playing the browser."""
+    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
+    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
+    flow.subscribe(
+        lambda event: event.authorize_url
+        and threading.Thread(target=follow_login_link, args=(event.authorize_url,)).start()
+    )
+    return flow.start().wait(20)
+
+
+def test_relative_paths_use_v1_base(emulator, logged_in):
+    with AstroSession() as api:
+        assert api.base_url == f"{emulator.base_url}v1/"
+        with api.get("users/self") as response:
+            assert response.status_code == 200
+        assert emulator.requests[-1].path == "/v1/users/self"
+
+
+def test_list_helpers_follow_context(emulator, logged_in):
+    with AstroSession() as api:
+        organizations = api.list_organizations()
+        workspaces = api.list_workspaces()
+        assert [org["id"] for org in organizations] == [logged_in.organization.id]
+        assert {ws["id"] for ws in workspaces} == {ws.id for ws in logged_in.workspaces}
+
+        api.workspace_id = workspaces[0]["id"]
+        deployments = api.list_deployments()
+        assert deployments
+        assert all(d.get("workspaceId") == workspaces[0]["id"] for d in deployments)
+
+
+def test_refreshes_before_expiry(emulator, logged_in, store):
+    store.update_context("localhost", expires_at=datetime.now(timezone.utc) + timedelta(minutes=2))
+    old = store.read_context("localhost").token
+    with AstroSession() as api, api.get("users/self") as response:
+        assert response.status_code == 200
+    assert emulator.count("refresh") == 1
+    assert store.read_context("localhost").token != old
+
+
+def test_retries_once_after_401(emulator, logged_in, store):
+    old = store.read_context("localhost").token
+    emulator.fail("self", status=401, body={"message": "token expired"}, times=1)
+    with AstroSession() as api, api.get("users/self") as response:
+        assert response.status_code == 200
+    assert emulator.count("refresh") == 1
+    assert emulator.count("self") >= 2
+    assert store.read_context("localhost").token != old
+
+
+def test_second_401_raises_with_message(emulator, logged_in):
+    emulator.fail("self", status=401, body={"message": "token rejected", "requestId": "r-1"})
+    with AstroSession() as api, pytest.raises(ApiError) as caught:
+        api.get("users/self")
+    message = str(caught.value)
+    assert caught.value.status == 401
+    assert "token rejected" in message
+    assert "r-1" in message
+    assert emulator.count("refresh") == 1
+
+
+def test_error_carries_api_message(emulator, logged_in):
+    emulator.fail("organizations", status=500, body={"message": "database on fire"})
+    with AstroSession() as api, pytest.raises(ApiError) as caught:
+        api.list_organizations()
+    assert "database on fire" in str(caught.value)
+    assert caught.value.status == 500
+
+
+def test_token_not_sent_elsewhere(emulator, logged_in):
+    seen_headers: list[dict] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the name http.server dispatches to
+            seen_headers.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    other = HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=other.serve_forever)
+    thread.start()
+    try:
+        with AstroSession() as api:
+            api.get(f"http://127.0.0.1:{other.server_port}/v1/users/self").close()
+            api.get("users/self").close()
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(5)
+    assert len(seen_headers) == 1
+    assert "Authorization" not in seen_headers[0]
+
+
+def test_repr_and_errors_hide_token(emulator, logged_in, store):
+    token = store.read_context("localhost").token
+    with AstroSession() as api:
+        assert token not in repr(api)
+        assert token not in repr(api.auth)
+
+
+def test_not_logged_in_fails_at_creation():
+    with pytest.raises(NotLoggedInError, match="%astro_login"):
+        AstroSession()
+
+
+def test_api_token_env_wins(emulator, logged_in, store, monkeypatch):
+    api_token = emulator.mint_access_token("robot@example.com")
+    monkeypatch.setenv("ASTRO_API_TOKEN", api_token)
+    before = store.path.read_text()
+    assert get_token() == api_token
+    identity = whoami()
+    assert identity.source is CredentialSource.API_TOKEN
+    with AstroSession() as api, api.get("users/self") as response:
+        assert response.request.headers["Authorization"] == f"Bearer {api_token}"
+    assert store.path.read_text() == before
+    assert api_token not in before
