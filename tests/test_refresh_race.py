@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from ruamel.yaml import YAML
 
-from astro_jupyter import config_store as config_store_module
 from astro_jupyter.config_cache import SETTLE_WINDOW_NS
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token
@@ -297,14 +297,16 @@ def test_cache_sees_other_process_write(emulator, store, monkeypatch, writer):
     # A file changed within the settle window is never cached, so wait it out
     # to make the first read below fill the cache.
     time.sleep(2 * SETTLE_WINDOW_NS / 1e9)
+    # Every parse of config.yaml goes through ruamel.yaml's YAML.load, so
+    # counting its calls shows whether a read came from the cache.
     parses = []
-    original_load = config_store_module.load_document
+    original_load = YAML.load
 
-    def counting_load(*args, **kwargs):
+    def counting_load(self, stream):
         parses.append(1)
-        return original_load(*args, **kwargs)
+        return original_load(self, stream)
 
-    monkeypatch.setattr(config_store_module, "load_document", counting_load)
+    monkeypatch.setattr(YAML, "load", counting_load)
 
     assert get_token(store=store) == old_token
     assert get_token(store=store) == old_token
