@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Run every benchmark against a local Astro emulator, print the report and save it.
+
+Usage, inside the project's virtual environment:
+``python benchmarks/run.py [--quick] [--processes N] [--rounds N] [--output PATH]``.
+``python3 tools/bench.py`` creates that environment first and runs this.
+
+Exits 0 when the refresh race ended with one refresh and an intact login in
+every round, 1 when it did not, and 2 on invalid arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Python puts this script's folder first on sys.path, so its sibling modules import by name.
+from environment import isolated_astro_home, log_in
+from refresh_race import RaceResult, run_race
+from report import REPO_ROOT, collect_run_info, render_report
+from token_cost import CallCost, measure_token_costs
+
+from astro_jupyter.config_store import ConfigStore
+from astro_jupyter.emulator import Emulator
+
+DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
+EMAIL = "ada@example.com"
+
+# Race processes and rounds when not given, for a full and a --quick run.
+FULL_DEFAULTS = {"processes": 16, "rounds": 3}
+QUICK_DEFAULTS = {"processes": 4, "rounds": 1}
+# Upper bounds on the options, so that a run stays short and starts a bounded
+# number of processes.
+MAX_PROCESSES = 64
+MAX_ROUNDS = 20
+# Batches per call variant and the target duration of one batch, in seconds.
+FULL_BATCHES = (30, 0.1)
+QUICK_BATCHES = (5, 0.01)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Measure get_token() on a fresh token and the refresh race of many processes, "
+            "against an Astro emulator on 127.0.0.1. Prints a Markdown report."
+        )
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=(
+            f"run in a few seconds, to check that the benchmarks work: {QUICK_BATCHES[0]} short "
+            f"batches per call, {QUICK_DEFAULTS['processes']} processes and "
+            f"{QUICK_DEFAULTS['rounds']} round unless given. Writes a file only with --output."
+        ),
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help=(
+            f"number of processes in the refresh race, 1 to {MAX_PROCESSES} (default: "
+            f"{FULL_DEFAULTS['processes']}, or {QUICK_DEFAULTS['processes']} with --quick)"
+        ),
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help=(
+            f"rounds of the refresh race, 1 to {MAX_ROUNDS} "
+            f"(default: {FULL_DEFAULTS['rounds']}, or {QUICK_DEFAULTS['rounds']} with --quick)"
+        ),
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "write the report to this Markdown file "
+            "(default: docs/benchmarks.md, or no file with --quick)"
+        ),
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line and fill in the defaults of a full or a quick run."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+
+    defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+    if args.processes is None:
+        args.processes = defaults["processes"]
+    if args.rounds is None:
+        args.rounds = defaults["rounds"]
+    if args.output is None and not args.quick:
+        args.output = DEFAULT_OUTPUT
+
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        parser.error(f"invalid --processes {args.processes}: expected 1 to {MAX_PROCESSES}")
+    if not 1 <= args.rounds <= MAX_ROUNDS:
+        parser.error(f"invalid --rounds {args.rounds}: expected 1 to {MAX_ROUNDS}")
+    return args
+
+
+def run_benchmarks(args: argparse.Namespace) -> tuple[list[CallCost], list[RaceResult]]:
+    """Log in to a new emulator in a throwaway config folder and run every benchmark.
+
+    The first race result is the baseline, a refresh by one process alone.
+    """
+    batches, target_batch_s = QUICK_BATCHES if args.quick else FULL_BATCHES
+    with isolated_astro_home() as home, Emulator(host="127.0.0.1", port=0) as emulator:
+        os.environ["ASTRO_JUPYTER_API_URL"] = emulator.base_url
+        store = ConfigStore()
+        log_in(emulator, store, EMAIL)
+
+        print("Timing get_token() on a fresh token ...", flush=True)
+        costs = measure_token_costs(emulator, store, batches=batches, target_batch_s=target_batch_s)
+
+        print("Refresh by 1 process alone, for comparison ...", flush=True)
+        races = [run_race(emulator, store, 1, home / "race-baseline")]
+        for number in range(1, args.rounds + 1):
+            print(f"Refresh race, round {number}: {args.processes} processes ...", flush=True)
+            races.append(run_race(emulator, store, args.processes, home / f"race-{number}"))
+    return costs, races
+
+
+def _figure_options(args: argparse.Namespace) -> list[str]:
+    """Return the options given that change the figures, to name the command in the report."""
+    options = ["--quick"] if args.quick else []
+    defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+    if args.processes != defaults["processes"]:
+        options += ["--processes", str(args.processes)]
+    if args.rounds != defaults["rounds"]:
+        options += ["--rounds", str(args.rounds)]
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Describe the run before it starts, so the load average does not count the
+    # benchmarks' own processes.
+    command = " ".join(["python3 tools/bench.py", *_figure_options(args)])
+    info = collect_run_info(mode="quick" if args.quick else "full", command=command)
+    try:
+        costs, races = run_benchmarks(args)
+    except RuntimeError as error:
+        print(f"The benchmarks failed: {error}", file=sys.stderr)
+        return 1
+
+    report = render_report(info, costs, races)
+    print()
+    print(report)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report, encoding="utf-8")
+        print(f"Wrote {args.output}")
+
+    failed = [number for number, race in enumerate(races) if not race.correct]
+    if failed:
+        rounds = ", ".join("baseline" if number == 0 else str(number) for number in failed)
+        print(
+            f"The refresh race went wrong in round(s) {rounds}: expected one refresh request, "
+            "the same token in every process and an intact login.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
