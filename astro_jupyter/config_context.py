@@ -6,7 +6,7 @@ context: the access token with its ``Bearer `` prefix, the expiry as a Go
 recognises the newer CLI's vault placeholder.
 
 This module does not read or write files and does not know where contexts
-sit in the file: ``config_store`` does that.
+sit in the file: ``config_layout`` and ``config_store`` do that.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ __all__ = [
     "ContextRecord",
     "FIELD_KEYS",
     "GO_ZERO_TIME",
+    "SOURCE_CONFIG_FILE",
+    "SOURCE_CREDENTIALS_FILE",
     "UPDATABLE_FIELDS",
     "check_values",
     "format_timestamp",
@@ -60,6 +62,10 @@ UPDATABLE_FIELDS = tuple(name for name in FIELD_KEYS if name != "domain")
 # expiry, so that the key always contains a time that Go can parse.
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
+# Values of ContextRecord.source: the file a login was read from.
+SOURCE_CONFIG_FILE = "config.yaml"
+SOURCE_CREDENTIALS_FILE = "credentials.json"
+
 _BEARER = "Bearer "
 
 _RFC3339 = re.compile(
@@ -89,6 +95,10 @@ class ContextRecord:
         True when the file contains the newer CLI's vault placeholder: a
         ``token`` of just ``"Bearer "`` and an empty ``refreshtoken``. The login
         is then in a vault this package cannot read, and ``token`` is None.
+    source
+        The file the tokens were read from: ``"config.yaml"``, or
+        ``"credentials.json"`` for a login that only that older fallback
+        file contains. It is never written to a file.
     """
 
     domain: str
@@ -101,10 +111,16 @@ class ContextRecord:
     workspace: str | None = None
     last_used_workspace: str | None = None
     in_vault: bool = False
+    source: str = SOURCE_CONFIG_FILE
 
     def __post_init__(self) -> None:
         if not isinstance(self.domain, str) or not self.domain.strip():
             raise InvalidInputError(f"Invalid Astro domain {self.domain!r}: it must not be empty.")
+        if self.source not in (SOURCE_CONFIG_FILE, SOURCE_CREDENTIALS_FILE):
+            raise InvalidInputError(
+                f"Invalid source {self.source!r}: expected {SOURCE_CONFIG_FILE!r} or "
+                f"{SOURCE_CREDENTIALS_FILE!r}."
+            )
         if self.expires_at is not None:
             if not isinstance(self.expires_at, datetime) or self.expires_at.utcoffset() is None:
                 raise InvalidInputError(
