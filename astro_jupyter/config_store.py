@@ -9,6 +9,11 @@ Writes hold the CLI's lock on ``config.yaml.lock``, re-read the file under it,
 change only the keys of the login, and replace the file atomically with mode
 0600. Every other key, comment and quoting style stays as it was.
 
+A domain whose context is missing, or has no ``token`` key at all, falls back
+to the login in ``credentials.json`` next to the config, which an earlier CLI
+design wrote (see ``credentials_file``). That file is only read: renewed
+tokens of such a login are written to ``config.yaml``.
+
 This module does not print, does not import IPython, sends no requests and
 does not read the newer CLI's vault. A login kept there reads as signed out
 with ``in_vault`` set, and the vault's placeholder is never written.
@@ -16,57 +21,47 @@ with ``in_vault`` set, and the vault's placeholder is never written.
 
 from __future__ import annotations
 
-import errno
+import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from .config_cache import FileSignature, ParsedFileCache, file_signature
+from .config_access import DEFAULT_LOCK_TIMEOUT_S, ConfigFileAccess, config_path
+from .config_cache import file_signature
 from .config_context import (
+    SOURCE_CREDENTIALS_FILE,
     UPDATABLE_FIELDS,
     ContextRecord,
     check_values,
-    new_context,
     record_from_context,
     scalar_text,
     write_field,
 )
-from .config_files import ensure_folder, hold_lock, read_text, replace_atomically
-from .config_yaml import ConfigDocument, find_key, get_value, load_document, set_value
-from .domains import context_key, normalize_domain
-from .errors import ConfigError, ConfigLockTimeoutError, InvalidInputError, NotLoggedInError
+from .config_layout import (
+    context_domain,
+    current_in_file,
+    existing_contexts,
+    find_context,
+    has_token_key,
+    write_current,
+    write_record,
+)
+from .config_yaml import get_value, set_value
+from .credentials_file import CREDENTIALS_FILE_NAME, CredentialsFile
+from .domains import normalize_domain
+from .errors import InvalidInputError, NotLoggedInError
 
 __all__ = ["ConfigStore", "ContextRecord", "config_path"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_LOCK_TIMEOUT_S = 10.0
 
-
-def config_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """Return the path of the Astro CLI's config file, as the CLI resolves it.
-
-    That is ``$ASTRO_HOME/.astro/config.yaml`` when ``ASTRO_HOME`` is set and
-    not empty, else ``.astro/config.yaml`` under ``HOME`` (or the account's
-    home folder when ``environ`` has no ``HOME``). A relative path is made
-    absolute now, so a later ``os.chdir`` in the notebook does not move it.
-    """
-    astro_home = environ.get("ASTRO_HOME", "")
-    if astro_home:
-        base = Path(astro_home)
-    else:
-        home = environ.get("HOME", "")
-        base = Path(home) if home else Path.home()
-    return (base / ".astro" / "config.yaml").absolute()
-
-
-class ConfigStore:
-    """The Astro CLI's config file, read and written as the CLI does.
+class ConfigStore(ConfigFileAccess):
+    """The logins in the Astro CLI's config file, read and written as the CLI does.
 
     Parameters
     ----------
@@ -77,11 +72,6 @@ class ConfigStore:
         Default: ``os.environ``, read at each call.
     lock_timeout_s
         Maximum wait for the CLI's lock on the config file, in seconds.
-
-    Notes
-    -----
-    Reads also take the lock when they can, because the Astro CLI rewrites
-    the file in place and a read during that rewrite would see part of it.
     """
 
     def __init__(
@@ -89,31 +79,22 @@ class ConfigStore:
         path: Path | None = None,
         *,
         environ: Mapping[str, str] | None = None,
-        lock_timeout_s: float = _DEFAULT_LOCK_TIMEOUT_S,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     ) -> None:
-        if not lock_timeout_s >= 0:
-            raise InvalidInputError(
-                f"Invalid lock_timeout_s {lock_timeout_s!r}: expected a number of seconds >= 0."
-            )
         self._environ = environ
-        self.path = Path(path) if path is not None else config_path(self._env())
-        self.lock_timeout_s = lock_timeout_s
-        self._cache = ParsedFileCache()
+        super().__init__(path if path is not None else config_path(self._env()), lock_timeout_s)
+        self._credentials = CredentialsFile(self.path.with_name(CREDENTIALS_FILE_NAME))
 
     def __repr__(self) -> str:
         return f"ConfigStore(path={str(self.path)!r})"
 
-    @property
-    def lock_path(self) -> Path:
-        """The sidecar lock file that the Astro CLI locks while it writes."""
-        # NOTE: when config.yaml is a symbolic link, this lock sits next to the
-        # link. That assumes the CLI does not resolve the link either.
-        return self.path.with_name(self.path.name + ".lock")
+    def _env(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
 
     @property
-    def renewal_lock_path(self) -> Path:
-        """The sidecar lock file that serialises token refreshes across processes."""
-        return self.path.with_name(self.path.name + ".renew.lock")
+    def credentials_path(self) -> Path:
+        """The ``credentials.json`` next to the config, read as a fallback and never written."""
+        return self._credentials.path
 
     def current_domain(self) -> str | None:
         """Return the current Astro domain, or None when there is none.
@@ -131,7 +112,9 @@ class ConfigStore:
         return self.read_login(None)[0]
 
     def read_context(self, domain: str) -> ContextRecord | None:
-        """Return the stored login of ``domain``, or None when the file has no such context.
+        """Return the stored login of ``domain``, or None when there is none.
+
+        See :meth:`read_login` for the fallback to ``credentials.json``.
 
         Raises
         ------
@@ -144,8 +127,17 @@ class ConfigStore:
         """Return a domain and its stored login from one read of the file.
 
         With ``domain`` None, the current domain is used (see
-        :meth:`current_domain`). Either part is None when missing. While the
-        file is unchanged, this parses nothing and costs one ``stat``.
+        :meth:`current_domain`). Either part is None when missing.
+
+        The login falls back to ``credentials.json`` when the file has no
+        context for the domain, or a context without a ``token`` key. If
+        ``credentials.json`` has an entry for the domain, the record then has
+        that entry's tokens, expiry and email, the context's other fields, and
+        ``source`` set to ``"credentials.json"``. A blank ``token`` (a logout)
+        and the vault placeholder do not fall back.
+
+        While the files are unchanged, this parses nothing. It costs one
+        ``stat``, or two when it falls back.
 
         Raises
         ------
@@ -158,20 +150,25 @@ class ConfigStore:
         document = self._read(signature)
         if domain is None:
             domain = self._environment_domain() or self._cache.derived(
-                signature, "current", lambda: _current_in_file(document.root)
+                signature, "current", lambda: current_in_file(document.root)
             )
         if domain is None:
             return None, None
         domain = _check_domain(domain)
 
-        def parse_record() -> ContextRecord | None:
-            contexts = self._existing_contexts(document.root)
-            if contexts is None:
-                return None
-            context = self._find_context(contexts, domain)
-            return None if context is None else record_from_context(domain, context, self.path)
+        def parse_record() -> tuple[ContextRecord | None, bool]:
+            """Return the context's record, and whether ``credentials.json`` may replace it."""
+            contexts = existing_contexts(document.root, self.path)
+            context = None if contexts is None else find_context(contexts, domain, self.path)
+            if context is None:
+                return None, True
+            record = record_from_context(domain, context, self.path)
+            return record, not has_token_key(context)
 
-        return domain, self._cache.derived(signature, ("context", domain), parse_record)
+        record, falls_back = self._cache.derived(signature, ("context", domain), parse_record)
+        if falls_back:
+            record = self._credentials.login(domain, record)
+        return domain, record
 
     def _environment_domain(self) -> str | None:
         from_environment = self._env().get("ASTRO_DOMAIN", "").strip()
@@ -190,9 +187,12 @@ class ConfigStore:
     def list_contexts(self) -> list[ContextRecord]:
         """Return the stored login of every context, in file order.
 
-        A context that is not a mapping is skipped with a warning.
+        A context that is not a mapping is skipped with a warning. A context
+        without a ``token`` key falls back to ``credentials.json`` as in
+        :meth:`read_login`. Logins that only ``credentials.json`` contains are
+        not listed, because they have no context.
         """
-        contexts = self._existing_contexts(self._read(file_signature(self.path)).root)
+        contexts = existing_contexts(self._read(file_signature(self.path)).root, self.path)
         if contexts is None:
             return []
 
@@ -203,11 +203,11 @@ class ConfigStore:
             if not isinstance(context, CommentedMap):
                 log.warning("ignoring context %s in %s: it is not a mapping", key, self.path)
                 continue
-            domain = scalar_text(get_value(context, "domain")) or ""
-            if not domain.strip():
-                # Domains have no "_", so the key gives the domain back.
-                domain = str(key).replace("_", ".")
-            records.append(record_from_context(domain.strip().lower(), context, self.path))
+            domain = context_domain(key, context)
+            record = record_from_context(domain, context, self.path)
+            if not has_token_key(context):
+                record = self._credentials.login(domain, record)
+            records.append(record)
         return records
 
     def save_login(self, record: ContextRecord, *, make_current: bool = True) -> None:
@@ -217,6 +217,8 @@ class ConfigStore:
         ``ContextRecord`` has no field for stay as they are, and so does a
         value that already equals the record's. A field that is None is
         written blank, and ``expires_at=None`` as Go's zero time.
+        ``record.source`` is not written: a record read from
+        ``credentials.json`` is saved to ``config.yaml`` like any other.
 
         Parameters
         ----------
@@ -240,37 +242,30 @@ class ConfigStore:
                 f"Cannot save the login of {record.domain}: it is kept in the Astro CLI's vault "
                 "and has no token to write. Log in to get one."
             )
-        domain = _check_domain(record.domain)
-        values = {name: getattr(record, name) for name in UPDATABLE_FIELDS}
-        check_values(values)
-
-        def change(root: CommentedMap) -> None:
-            # "context" goes first so that a new file has viper's sorted key order.
-            if make_current:
-                _write_current(root, domain)
-            contexts = self._contexts_for_write(root)
-            context = self._find_context(contexts, domain)
-            if context is None:
-                context = new_context(contexts, context_key(domain))
-            write_field(context, "domain", domain)
-            for name, value in values.items():
-                write_field(context, name, value)
-
-        self._modify(change)
+        record = dataclasses.replace(record, domain=_check_domain(record.domain))
+        check_values({name: getattr(record, name) for name in UPDATABLE_FIELDS})
+        self._modify(lambda root: write_record(root, record, self.path, make_current=make_current))
 
     def update_context(self, domain: str, **changes: Any) -> None:
-        """Write only the named fields into the existing context of ``domain``.
+        """Write the named fields into the stored login of ``domain``.
 
-        Takes the ``ContextRecord`` field names except ``domain`` and
-        ``in_vault``, for example ``workspace=...`` or ``token=...,
-        expires_at=...`` after a refresh. A field given as None is written blank.
+        Takes the ``ContextRecord`` field names except ``domain``,
+        ``in_vault`` and ``source``, for example ``workspace=...`` or
+        ``token=..., expires_at=...`` after a refresh. A field given as None
+        is written blank.
+
+        When the login of ``domain`` comes from ``credentials.json`` (see
+        :meth:`read_login`), the whole login with the changes applied is
+        written to ``config.yaml``, creating the context when missing, so
+        that ``config.yaml`` from then on contains it. ``credentials.json`` is
+        never written.
 
         Raises
         ------
         TypeError
             A name is not an updatable ``ContextRecord`` field.
         NotLoggedInError
-            The file has no context for ``domain``.
+            Neither the file nor ``credentials.json`` has a login for ``domain``.
         InvalidInputError
             A token has whitespace or a ``Bearer `` prefix, or ``expires_at``
             is naive.
@@ -287,8 +282,17 @@ class ConfigStore:
         check_values(changes)
 
         def change(root: CommentedMap) -> None:
-            contexts = self._existing_contexts(root)
-            context = None if contexts is None else self._find_context(contexts, domain)
+            contexts = existing_contexts(root, self.path)
+            context = None if contexts is None else find_context(contexts, domain, self.path)
+            if context is None or not has_token_key(context):
+                stored = None
+                if context is not None:
+                    stored = record_from_context(domain, context, self.path)
+                login = self._credentials.login(domain, stored)
+                if login is not None and login.source == SOURCE_CREDENTIALS_FILE:
+                    changed = dataclasses.replace(login, **changes)
+                    write_record(root, changed, self.path, make_current=False)
+                    return
             if context is None:
                 raise NotLoggedInError(
                     f"Cannot update the Astro login of {domain}: {self.path} has no context for "
@@ -300,6 +304,42 @@ class ConfigStore:
 
         self._modify(change)
 
+    def set_current_context(self, domain: str) -> None:
+        """Make ``domain`` the current context, as ``astro context switch`` does.
+
+        Sets the top-level ``context`` key to the domain of an existing
+        context and changes nothing else.
+
+        Raises
+        ------
+        NotLoggedInError
+            The file has no context for ``domain``. The message lists the
+            domains of the contexts it has. The file is then unchanged.
+        ConfigError
+            The file cannot be read, parsed or written. It is then unchanged.
+        """
+        domain = _check_domain(domain)
+
+        def change(root: CommentedMap) -> None:
+            contexts = existing_contexts(root, self.path)
+            context = None if contexts is None else find_context(contexts, domain, self.path)
+            if context is None:
+                known = [
+                    context_domain(key, value)
+                    for key, value in (contexts or {}).items()
+                    if isinstance(value, CommentedMap)
+                ]
+                listing = ", ".join(known) if known else "none"
+                raise NotLoggedInError(
+                    f"Cannot switch to the Astro context {domain}: {self.path} has no context for "
+                    f"it (known contexts: {listing}). Log in to {domain} first, or pick a known "
+                    "context.",
+                    path=str(self.path),
+                )
+            write_current(root, domain)
+
+        self._modify(change)
+
     def logout(self, domain: str) -> None:
         """Sign ``domain`` out of the shared login.
 
@@ -307,6 +347,10 @@ class ConfigStore:
         and empties the top-level ``context`` when it names ``domain``. It also
         blanks ``refreshtoken``, so the login cannot be renewed. Nothing is
         written when there is nothing to change, so a missing file stays missing.
+
+        A login that only ``credentials.json`` contains gets a new context with
+        a blank ``token``, because a blank token key is what stops the
+        fallback. ``credentials.json`` itself stays as it is.
 
         Raises
         ------
@@ -316,163 +360,21 @@ class ConfigStore:
         domain = _check_domain(domain)
 
         def change(root: CommentedMap) -> None:
-            contexts = self._existing_contexts(root)
-            context = None if contexts is None else self._find_context(contexts, domain)
+            contexts = existing_contexts(root, self.path)
+            context = None if contexts is None else find_context(contexts, domain, self.path)
             if context is not None:
                 for name in ("token", "refresh_token", "user_email"):
                     write_field(context, name, None)
+            elif self._credentials.entry(domain) is not None:
+                write_record(root, ContextRecord(domain=domain), self.path, make_current=False)
             current = scalar_text(get_value(root, "context"))
             if current is not None and current.strip().lower() == domain:
                 set_value(root, "context", "")
 
         self._modify(change)
 
-    @contextmanager
-    def renewal_lock(self, timeout_s: float | None = None) -> Iterator[None]:
-        """Hold the lock that serialises token refreshes, across processes.
-
-        A caller holds it from re-reading the context, through the refresh
-        request, to saving the new tokens, so two processes never spend the
-        same rotating refresh token. It is an exclusive ``flock(2)`` on
-        ``config.yaml.renew.lock``, separate from the config write lock.
-
-        Parameters
-        ----------
-        timeout_s
-            Maximum wait for the lock, in seconds. Default: ``lock_timeout_s``.
-
-        Raises
-        ------
-        ConfigLockTimeoutError
-            Another process held the lock for longer than the wait.
-        """
-        timeout = self.lock_timeout_s if timeout_s is None else timeout_s
-        ensure_folder(self.path.parent)
-        with hold_lock(
-            self.renewal_lock_path,
-            timeout,
-            holder="another process is refreshing the Astro login",
-        ):
-            yield
-
-    def _env(self) -> Mapping[str, str]:
-        return os.environ if self._environ is None else self._environ
-
-    def _read(self, signature: FileSignature | None) -> ConfigDocument:
-        """Return the parsed file, from the cache when ``signature`` shows it unchanged.
-
-        Callers must not change the returned document: it may be shared.
-        """
-        cached = self._cache.document(signature)
-        if cached is not None:
-            return cached
-
-        # A missing folder means no file. Reads never create the folder.
-        if not self.path.parent.is_dir():
-            return load_document("", self.path)
-
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(self._config_lock())
-            except ConfigLockTimeoutError:
-                raise
-            except ConfigError as error:
-                # A read-only folder cannot hold a new lock file, but the
-                # config in it can still be read.
-                if not _is_access_denied(error.__cause__):
-                    raise
-                log.debug("reading %s without the lock: %s", self.path, error)
-            text = read_text(self.path)
-        log.debug("read %s", self.path)
-        document = load_document(text or "", self.path)
-        self._cache.store(signature, document)
-        return document
-
-    def _modify(self, change: Callable[[CommentedMap], None]) -> None:
-        if not self.path.parent.is_dir() and not _changes_empty_file(change, self.path):
-            # A logout with no file leaves no folder and lock file behind.
-            log.debug("left %s missing", self.path)
-            return
-
-        ensure_folder(self.path.parent)
-        with self._config_lock():
-            text = read_text(self.path)
-            document = load_document(text or "", self.path)
-            before = document.dump()
-            change(document.root)
-            after = document.dump()
-            if after == before:
-                log.debug("left %s unchanged", self.path)
-                return
-            self._cache.clear()
-            replace_atomically(self.path, after)
-        log.debug("wrote %s", self.path)
-
-    def _config_lock(self) -> AbstractContextManager[None]:
-        return hold_lock(
-            self.lock_path,
-            self.lock_timeout_s,
-            holder="another process, maybe `astro`, is writing the config",
-        )
-
-    def _existing_contexts(self, root: CommentedMap) -> CommentedMap | None:
-        """Return the ``contexts`` mapping, or None when it is missing or null."""
-        contexts = get_value(root, "contexts")
-        if contexts is not None and not isinstance(contexts, CommentedMap):
-            raise ConfigError(
-                f"Invalid {self.path}: 'contexts' is a {type(contexts).__name__}, but the Astro "
-                "CLI expects a mapping of contexts. Fix or remove the file. It was not changed.",
-                path=str(self.path),
-            )
-        return contexts
-
-    def _contexts_for_write(self, root: CommentedMap) -> CommentedMap:
-        """Return the ``contexts`` mapping, adding an empty one when it is missing or null."""
-        contexts = self._existing_contexts(root)
-        if contexts is None:
-            contexts = CommentedMap()
-            # A null "Contexts:" keeps its spelling, because the CLI reads it either way.
-            root[find_key(root, "contexts") or "contexts"] = contexts
-        return contexts
-
-    def _find_context(self, contexts: CommentedMap, domain: str) -> CommentedMap | None:
-        key = find_key(contexts, context_key(domain))
-        context = None if key is None else contexts[key]
-        if context is None:
-            return None
-        if not isinstance(context, CommentedMap):
-            raise ConfigError(
-                f"Invalid {self.path}: the context {key} is a {type(context).__name__}, not a "
-                "mapping. Fix or remove that context. The file was not changed.",
-                path=str(self.path),
-            )
-        return context
-
 
 def _check_domain(domain: str) -> str:
     if not isinstance(domain, str) or not domain.strip():
         raise InvalidInputError(f"Invalid Astro domain {domain!r}: it must not be empty.")
     return domain.strip().lower()
-
-
-def _is_access_denied(error: BaseException | None) -> bool:
-    return isinstance(error, PermissionError) or (
-        isinstance(error, OSError) and error.errno == errno.EROFS
-    )
-
-
-def _changes_empty_file(change: Callable[[CommentedMap], None], path: Path) -> bool:
-    document = load_document("", path)
-    change(document.root)
-    return bool(document.root)
-
-
-def _current_in_file(root: CommentedMap) -> str | None:
-    current = scalar_text(get_value(root, "context"))
-    return current.strip() if current and current.strip() else None
-
-
-def _write_current(root: CommentedMap, domain: str) -> None:
-    existing = get_value(root, "context")
-    same = scalar_text(existing) == domain
-    set_value(root, "context", existing if same else domain)

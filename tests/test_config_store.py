@@ -622,7 +622,7 @@ def test_update_context_after_refresh(tmp_path):
     assert record.user_email == "user@example.com"
 
 
-@pytest.mark.parametrize("field", ["colour", "domain", "in_vault"])
+@pytest.mark.parametrize("field", ["colour", "domain", "in_vault", "source"])
 def test_update_context_unknown_field(tmp_path, field):
     store = make_store(tmp_path, "cli_written.yaml")
     before = store.path.read_bytes()
@@ -650,6 +650,85 @@ def test_update_context_missing_file(tmp_path):
         store.update_context("astronomer.io", workspace="cm3ws")
 
     assert not store.path.parent.exists()
+
+
+def test_set_current_context_switches(tmp_path):
+    store = make_store(tmp_path, "cli_written.yaml")
+    original = store.path.read_text()
+
+    store.set_current_context("astronomer-dev.io")
+
+    expected = original.replace("context: astronomer.io\n", "context: astronomer-dev.io\n")
+    assert store.path.read_text() == expected
+    assert store.current_domain() == "astronomer-dev.io"
+
+
+def test_set_current_context_ignores_case(tmp_path):
+    store = make_store(tmp_path, "cli_written.yaml")
+
+    store.set_current_context(" LocalHost ")
+
+    assert "\ncontext: localhost\n" in store.path.read_text()
+    assert store.current_domain() == "localhost"
+
+
+def test_set_current_context_keeps_comment(tmp_path):
+    store = make_store(tmp_path, "hand_edited.yaml")
+    original = store.path.read_text().splitlines()
+
+    store.set_current_context("astronomer-stage.io")
+
+    lines = store.path.read_text().splitlines()
+    # ruamel.yaml may move the comment left by one space to fit the longer value.
+    assert lines[1].startswith("context: astronomer-stage.io ")
+    assert lines[1].endswith(" # the domain `astro` uses by default")
+    assert lines[:1] + lines[2:] == original[:1] + original[2:]
+
+
+def test_set_current_context_unchanged_leaves_file(tmp_path):
+    store = make_store(tmp_path, "cli_written.yaml")
+    before = store.path.stat()
+
+    store.set_current_context("astronomer.io")
+
+    after = store.path.stat()
+    assert after.st_ino == before.st_ino
+    assert after.st_mtime_ns == before.st_mtime_ns
+
+
+def test_set_current_context_missing_context(tmp_path):
+    store = make_store(tmp_path, "cli_written.yaml")
+    before = store.path.read_bytes()
+
+    with pytest.raises(NotLoggedInError) as caught:
+        store.set_current_context("astronomer-stage.io")
+
+    message = str(caught.value)
+    assert "astronomer-stage.io" in message
+    assert str(store.path) in message
+    assert "known contexts: astronomer-dev.io, astronomer.io, localhost" in message
+    assert caught.value.path == str(store.path)
+    assert store.path.read_bytes() == before
+
+
+def test_set_current_context_missing_file(tmp_path):
+    store = make_store(tmp_path)
+
+    with pytest.raises(NotLoggedInError, match="known contexts: none"):
+        store.set_current_context("astronomer.io")
+
+    assert not store.path.parent.exists()
+
+
+def test_set_current_context_ignores_credentials_file(tmp_path):
+    store = make_store(tmp_path, "cli_written.yaml")
+    store.credentials_path.write_text('{"astronomer-stage.io": {"token": "t"}}')
+    before = store.path.read_bytes()
+
+    with pytest.raises(NotLoggedInError, match="astronomer-stage.io"):
+        store.set_current_context("astronomer-stage.io")
+
+    assert store.path.read_bytes() == before
 
 
 def test_logout_current_domain(tmp_path):

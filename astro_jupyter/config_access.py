@@ -1,0 +1,187 @@
+"""Access to the Astro CLI's config file: cached reads and locked, atomic changes.
+
+``ConfigFileAccess`` parses ``config.yaml`` at most once per version of the
+file (see ``config_cache``), reads it under the CLI's lock on
+``config.yaml.lock`` when it can, and applies a change to the parsed document
+under that lock before replacing the file atomically. It also holds the
+renewal lock on ``config.yaml.renew.lock`` that serialises token refreshes.
+``config_path`` resolves the file's path as the CLI does.
+
+This module does not know which keys hold a login: ``config_store`` builds
+the login API on top of it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap
+
+from .config_cache import FileSignature, ParsedFileCache
+from .config_files import ensure_folder, hold_lock, read_text, replace_atomically
+from .config_yaml import ConfigDocument, load_document
+from .errors import ConfigError, ConfigLockTimeoutError, InvalidInputError
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT_S", "ConfigFileAccess", "config_path"]
+
+log = logging.getLogger(__name__)
+
+# The Astro CLI waits up to 10 s for config.yaml.lock.
+DEFAULT_LOCK_TIMEOUT_S = 10.0
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """Return the path of the Astro CLI's config file, as the CLI resolves it.
+
+    That is ``$ASTRO_HOME/.astro/config.yaml`` when ``ASTRO_HOME`` is set and
+    not empty, else ``.astro/config.yaml`` under ``HOME`` (or the account's
+    home folder when ``environ`` has no ``HOME``). A relative path is made
+    absolute now, so a later ``os.chdir`` in the notebook does not move it.
+    """
+    astro_home = environ.get("ASTRO_HOME", "")
+    if astro_home:
+        base = Path(astro_home)
+    else:
+        home = environ.get("HOME", "")
+        base = Path(home) if home else Path.home()
+    return (base / ".astro" / "config.yaml").absolute()
+
+
+class ConfigFileAccess:
+    """Cached reads and locked, atomic changes of one Astro CLI config file.
+
+    Parameters
+    ----------
+    path
+        The config file.
+    lock_timeout_s
+        Maximum wait for the CLI's lock on the config file, in seconds.
+
+    Notes
+    -----
+    Reads also take the lock when they can, because the Astro CLI rewrites
+    the file in place and a read during that rewrite would see part of it.
+    """
+
+    def __init__(self, path: Path, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+        if not lock_timeout_s >= 0:
+            raise InvalidInputError(
+                f"Invalid lock_timeout_s {lock_timeout_s!r}: expected a number of seconds >= 0."
+            )
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._cache = ParsedFileCache()
+
+    @property
+    def lock_path(self) -> Path:
+        """The sidecar lock file that the Astro CLI locks while it writes."""
+        # NOTE: when config.yaml is a symbolic link, this lock sits next to the
+        # link. That assumes the CLI does not resolve the link either.
+        return self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def renewal_lock_path(self) -> Path:
+        """The sidecar lock file that serialises token refreshes across processes."""
+        return self.path.with_name(self.path.name + ".renew.lock")
+
+    @contextmanager
+    def renewal_lock(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold the lock that serialises token refreshes, across processes.
+
+        A caller holds it from re-reading the context, through the refresh
+        request, to saving the new tokens, so two processes never spend the
+        same rotating refresh token. It is an exclusive ``flock(2)`` on
+        ``config.yaml.renew.lock``, separate from the config write lock.
+
+        Parameters
+        ----------
+        timeout_s
+            Maximum wait for the lock, in seconds. Default: ``lock_timeout_s``.
+
+        Raises
+        ------
+        ConfigLockTimeoutError
+            Another process held the lock for longer than the wait.
+        """
+        timeout = self.lock_timeout_s if timeout_s is None else timeout_s
+        ensure_folder(self.path.parent)
+        with hold_lock(
+            self.renewal_lock_path,
+            timeout,
+            holder="another process is refreshing the Astro login",
+        ):
+            yield
+
+    def _read(self, signature: FileSignature | None) -> ConfigDocument:
+        """Return the parsed file, from the cache when ``signature`` shows it unchanged.
+
+        Callers must not change the returned document: it may be shared.
+        """
+        cached = self._cache.document(signature)
+        if cached is not None:
+            return cached
+
+        # A missing folder means no file. Reads never create the folder.
+        if not self.path.parent.is_dir():
+            return load_document("", self.path)
+
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self._config_lock())
+            except ConfigLockTimeoutError:
+                raise
+            except ConfigError as error:
+                # A read-only folder cannot hold a new lock file, but the
+                # config in it can still be read.
+                if not _is_access_denied(error.__cause__):
+                    raise
+                log.debug("reading %s without the lock: %s", self.path, error)
+            text = read_text(self.path)
+        log.debug("read %s", self.path)
+        document = load_document(text or "", self.path)
+        self._cache.store(signature, document)
+        return document
+
+    def _modify(self, change: Callable[[CommentedMap], None]) -> None:
+        if not self.path.parent.is_dir() and not _changes_empty_file(change, self.path):
+            # A logout with no file leaves no folder and lock file behind.
+            log.debug("left %s missing", self.path)
+            return
+
+        ensure_folder(self.path.parent)
+        with self._config_lock():
+            text = read_text(self.path)
+            document = load_document(text or "", self.path)
+            before = document.dump()
+            change(document.root)
+            after = document.dump()
+            if after == before:
+                log.debug("left %s unchanged", self.path)
+                return
+            self._cache.clear()
+            replace_atomically(self.path, after)
+        log.debug("wrote %s", self.path)
+
+    def _config_lock(self) -> AbstractContextManager[None]:
+        return hold_lock(
+            self.lock_path,
+            self.lock_timeout_s,
+            holder="another process, maybe `astro`, is writing the config",
+        )
+
+
+def _is_access_denied(error: BaseException | None) -> bool:
+    return isinstance(error, PermissionError) or (
+        isinstance(error, OSError) and error.errno == errno.EROFS
+    )
+
+
+def _changes_empty_file(change: Callable[[CommentedMap], None], path: Path) -> bool:
+    document = load_document("", path)
+    change(document.root)
+    return bool(document.root)
