@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -274,8 +276,34 @@ class RunningKernel:
 
 
 @pytest.fixture
+def kernel_socket_dir() -> Iterator[Path]:
+    """Yield a private folder for the kernels' Unix sockets, removed after the test.
+
+    It is created directly in the system's temporary folder because a Unix
+    socket path is limited to about 100 bytes.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="astro-kernel-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _use_ipc_transport(manager: Any, socket_dir: Path, name: str) -> None:
+    """Connect to the kernel over Unix sockets instead of loopback TCP ports, on POSIX.
+
+    jupyter_client picks TCP ports by binding port 0 and closing the socket
+    before the kernel binds it, so a kernel started at the same moment by
+    another process can take the port. Unix sockets in a private folder cannot
+    collide, and ipykernel 7 stops warning about unencrypted TCP.
+    """
+    if os.name != "posix":
+        return
+    manager.transport = "ipc"
+    manager.ip = str(socket_dir / name)
+
+
+@pytest.fixture
 def start_kernel(
-    kernel_spec_manager: Any, tmp_path: Path
+    kernel_spec_manager: Any, kernel_socket_dir: Path, tmp_path: Path
 ) -> Iterator[Callable[[dict[str, str]], RunningKernel]]:
     """Yield a function that starts a real kernel with the given environment.
 
@@ -288,6 +316,7 @@ def start_kernel(
 
     def start(env: dict[str, str]) -> RunningKernel:
         manager = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager)
+        _use_ipc_transport(manager, kernel_socket_dir, f"kernel{len(kernels)}")
         manager.start_kernel(env=env, cwd=str(tmp_path))
         client = manager.client()
         kernel = RunningKernel(manager, client)
@@ -304,7 +333,9 @@ def start_kernel(
 
 
 @pytest.fixture
-def execute_notebook(kernel_spec_manager: Any, tmp_path: Path) -> Callable[..., Any]:
+def execute_notebook(
+    kernel_spec_manager: Any, kernel_socket_dir: Path, tmp_path: Path
+) -> Callable[..., Any]:
     """Return a function that runs a notebook headlessly with nbclient, as papermill would.
 
     The function takes the notebook and the kernel environment, runs every cell
@@ -316,6 +347,7 @@ def execute_notebook(kernel_spec_manager: Any, tmp_path: Path) -> Callable[..., 
 
     def execute(notebook: Any, env: dict[str, str]) -> Any:
         manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager)
+        _use_ipc_transport(manager, kernel_socket_dir, "notebook-kernel")
         client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S)
         client.execute(env=env, cwd=str(tmp_path), cleanup_kc=True)
         return notebook
