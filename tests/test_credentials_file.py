@@ -1,4 +1,4 @@
-"""Tests of the credentials.json fallback: an earlier CLI design's login file, read and never written.
+"""Tests of the credentials.json fallback: an older CLI design's login file, read, never written.
 
 credentials.json sits next to config.yaml and maps each domain to
 ``{"token", "refreshtoken", "user_email", "expires_at"}``. It is used only for a
