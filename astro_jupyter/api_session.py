@@ -134,7 +134,9 @@ class AstroSession(requests.Session):
             raise error
         return response
 
-    def _send(self, step: str, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, step: str, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         try:
             return super().request(method, url, *args, **kwargs)
         except requests.Timeout:

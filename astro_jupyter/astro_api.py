@@ -142,7 +142,9 @@ def list_workspaces(
         items = _list_field(step, body, "workspaces")
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-                raise ApiError(f"{step} failed: a workspace in the response has no 'id'.", step=step)
+                raise ApiError(
+                    f"{step} failed: a workspace in the response has no 'id'.", step=step
+                )
             workspaces.append(Workspace(id=item["id"], name=str(item.get("name") or item["id"])))
 
         total = body.get("totalCount")
@@ -150,7 +152,9 @@ def list_workspaces(
         if not items or not isinstance(total, int) or offset >= total:
             return workspaces
 
-    raise ApiError(f"{step} failed: the workspace list did not end after {offset} items.", step=step)
+    raise ApiError(
+        f"{step} failed: the workspace list did not end after {offset} items.", step=step
+    )
 
 
 def check_session(

@@ -31,7 +31,10 @@ _Value = TypeVar("_Value")
 
 
 class FileSignature(NamedTuple):
-    """Identity and version of a file as ``stat`` reports it; ``exists`` is False for a missing file."""
+    """Identity and version of a file as ``stat`` reports them.
+
+    ``exists`` is False for a missing file, whose other fields are 0.
+    """
 
     exists: bool
     device: int = 0

@@ -220,7 +220,11 @@ def _match_workspace(workspaces: list[dict], requested: str | None) -> dict:
     for workspace in workspaces:
         if workspace.get("id") == requested:
             return workspace
-    for compare in (lambda name: name == requested, lambda name: name.casefold() == requested.casefold()):
+    exact_then_any_case = (
+        lambda name: name == requested,
+        lambda name: name.casefold() == requested.casefold(),
+    )
+    for compare in exact_then_any_case:
         matches = [w for w in workspaces if compare(str(w.get("name", "")))]
         if len(matches) == 1:
             return matches[0]

@@ -59,7 +59,8 @@ class CredentialSource(enum.Enum):
             CredentialSource.API_TOKEN: f"the Astro API token in ${API_TOKEN_ENV}",
             CredentialSource.LOGIN: "a refreshable login saved in config.yaml",
             CredentialSource.TOKEN_LOGIN: (
-                "a token login saved in config.yaml (no refresh token: log in again when it expires)"
+                "a token login saved in config.yaml, without a refresh token "
+                "(log in again when it expires)"
             ),
         }[self]
 

@@ -256,4 +256,6 @@ def error_for_response(step: str, where: str, status: int, body: Any) -> ApiErro
         detail = f": {_one_line(body['message'])}"
         if body.get("requestId"):
             detail += f" (request id {_one_line(body['requestId'])})"
-    return ApiError(f"{step} failed: {where} returned HTTP {status}{detail}.", step=step, status=status)
+    return ApiError(
+        f"{step} failed: {where} returned HTTP {status}{detail}.", step=step, status=status
+    )
