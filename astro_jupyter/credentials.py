@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from .config_context import SOURCE_CREDENTIALS_FILE
 from .config_store import ConfigStore, ContextRecord, config_path
 from .errors import InvalidInputError, NotLoggedInError
 from .http_client import HttpClient
@@ -52,12 +53,17 @@ class CredentialSource(enum.Enum):
     API_TOKEN = "api token"
     LOGIN = "login"
     TOKEN_LOGIN = "token login"
+    CREDENTIALS_FILE = "credentials file"
 
     def describe(self) -> str:
         """Return a phrase for the user, such as ``"the Astro API token in $ASTRO_API_TOKEN"``."""
         return {
             CredentialSource.API_TOKEN: f"the Astro API token in ${API_TOKEN_ENV}",
             CredentialSource.LOGIN: "a refreshable login saved in config.yaml",
+            CredentialSource.CREDENTIALS_FILE: (
+                "a login read from credentials.json beside config.yaml (a refresh saves it to "
+                "config.yaml)"
+            ),
             CredentialSource.TOKEN_LOGIN: (
                 "a token login saved in config.yaml, without a refresh token "
                 "(log in again when it expires)"
@@ -262,6 +268,10 @@ def whoami(domain: str | None = None, *, store: ConfigStore | None = None) -> Id
 
     name, record = _read_login(store, _resolve_domain(domain))
     refreshable = bool(record.refresh_token)
+    if record.source == SOURCE_CREDENTIALS_FILE:
+        source = CredentialSource.CREDENTIALS_FILE
+    else:
+        source = CredentialSource.LOGIN if refreshable else CredentialSource.TOKEN_LOGIN
     return Identity(
         email=record.user_email,
         domain=name,
@@ -269,5 +279,5 @@ def whoami(domain: str | None = None, *, store: ConfigStore | None = None) -> Id
         workspace=record.workspace,
         expires_at=record.expires_at,
         refreshable=refreshable,
-        source=CredentialSource.LOGIN if refreshable else CredentialSource.TOKEN_LOGIN,
+        source=source,
     )

@@ -22,7 +22,7 @@ from astro_jupyter import config_access, credentials_file
 from astro_jupyter import config_store as config_store_module
 from astro_jupyter.config_cache import SETTLE_WINDOW_NS
 from astro_jupyter.config_store import ConfigStore, ContextRecord
-from astro_jupyter.credentials import get_token, whoami
+from astro_jupyter.credentials import CredentialSource, get_token, whoami
 from astro_jupyter.credentials_file import CredentialsEntry
 from astro_jupyter.emulator import follow_login_link
 from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
@@ -538,3 +538,5 @@ def test_fresh_credentials_login_sends_nothing(emulator, fresh_settings, store):
     assert identity.email == EMAIL
     assert identity.refreshable
     assert emulator.requests == []
+    assert identity.source is CredentialSource.CREDENTIALS_FILE
+    assert "credentials.json" in identity.source.describe()
