@@ -29,6 +29,7 @@ class RunInfo:
     machine: str
     mode: str
     command: str
+    other_cpu_usage: str = "not measured"
 
 
 def collect_run_info(*, mode: str, command: str) -> RunInfo:
@@ -80,6 +81,7 @@ def render_report(info: RunInfo, costs: list[CallCost], races: list[RaceResult])
                 ["Commit", info.commit],
                 ["Python", info.python],
                 ["Machine", info.machine],
+                ["Other load", info.other_cpu_usage],
                 ["Mode", info.mode],
             ],
         ),

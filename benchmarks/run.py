@@ -12,11 +12,13 @@ every round, 1 when it did not, and 2 on invalid arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
 # Python puts this script's folder first on sys.path, so its sibling modules import by name.
+from cpu_load import OtherCpuUsage
 from environment import isolated_astro_home, log_in
 from refresh_race import RaceResult, run_race
 from report import REPO_ROOT, collect_run_info, render_report
@@ -145,11 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     # benchmarks' own processes.
     command = " ".join(["python3 tools/bench.py", *_figure_options(args)])
     info = collect_run_info(mode="quick" if args.quick else "full", command=command)
+    other_cpu_usage = OtherCpuUsage()
+    other_cpu_usage.start()
     try:
         costs, races = run_benchmarks(args)
     except RuntimeError as error:
         print(f"The benchmarks failed: {error}", file=sys.stderr)
         return 1
+    info = dataclasses.replace(info, other_cpu_usage=other_cpu_usage.stop())
 
     report = render_report(info, costs, races)
     print()

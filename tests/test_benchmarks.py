@@ -63,7 +63,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 def test_quick_run_describes_run(quick_report):
     report, _stdout = quick_report
-    for name in ("Date", "Commit", "Python", "Machine"):
+    for name in ("Date", "Commit", "Python", "Machine", "Other load"):
         assert len(_table_rows(report, name)) == 1, f"no {name} row"
     assert _table_rows(report, "Mode") == [["Mode", "quick"]]
     assert _table_rows(report, "Python")[0][1].startswith(".".join(map(str, sys.version_info[:2])))
