@@ -1,4 +1,5 @@
-"""Shared fixtures: a hermetic environment for every test, the Astro emulator and real kernels.
+"""Shared fixtures: a hermetic environment for every test, the Astro emulator, real kernels
+and logins to the emulator.
 
 Every test runs with ``HOME`` and ``ASTRO_HOME`` in its own temporary folder,
 without Astro, browser or Jupyter path variables, so no test reads or writes the
@@ -11,11 +12,14 @@ import the astro_jupyter under test.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import queue
+import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 # Variables that could point a test at real state or real programs: the user's
 # Jupyter and IPython folders, and a browser or display the login could open.
@@ -46,6 +51,14 @@ _CLEARED_PREFIX = "ASTRO_"
 
 KERNEL_START_TIMEOUT_S = 60.0
 CELL_TIMEOUT_S = 60.0
+LOGIN_TIMEOUT_S = 20.0
+
+# The account that ada_account creates in the emulator.
+ADA_EMAIL = "ada@example.com"
+ADA_ORGANIZATION = "Ada Labs"
+ADA_WORKSPACE = "Research"
+
+_LINK_HTML = re.compile(r'<a href="([^"]+)" target="_blank" rel="noopener noreferrer"')
 
 
 def _real_astro_folders() -> list[Path]:
@@ -369,3 +382,107 @@ def leaked_secrets(emulator: Any) -> Callable[[str], list[str]]:
         return [f"{secret[:4]}... ({len(secret)} characters)" for secret in found]
 
     return find
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Return the parsed content of a config.yaml, read as plain data."""
+    return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def ada_account(emulator: Any) -> str:
+    """Create ada@example.com as a member of one organization with one workspace.
+
+    With a single workspace the login selects it, so the summary names it.
+    Returns the organization id.
+    """
+    organization_id = emulator.add_organization(ADA_ORGANIZATION, workspaces=(ADA_WORKSPACE,))
+    emulator.add_user(ADA_EMAIL, organizations=(organization_id,))
+    return organization_id
+
+
+def login_link(message: dict[str, Any]) -> str | None:
+    """Return the sign-in URL that a display_data message shows, or None for other messages.
+
+    The URL must appear both as the ``href`` of the HTML link and on a line of
+    its own in the plain-text form.
+    """
+    if message["msg_type"] != "display_data":
+        return None
+    data = message["content"]["data"]
+    match = _LINK_HTML.search(data.get("text/html", ""))
+    if match is None:
+        return None
+    url = html.unescape(match.group(1))
+    plain_lines = [line.strip() for line in data.get("text/plain", "").splitlines()]
+    assert url in plain_lines, "the text/plain form does not show the link on a line of its own"
+    return url
+
+
+class Browser:
+    """An ``on_message`` callback that follows each sign-in link as the user's browser would."""
+
+    def __init__(self, *, approve: bool = True) -> None:
+        self.approve = approve
+        self.links: list[str] = []
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        from astro_jupyter.emulator import follow_login_link
+
+        url = login_link(message)
+        if url is None:
+            return
+        self.links.append(url)
+        follow_login_link(url, approve=self.approve)
+
+
+def start_logged_out_kernel(start_kernel: Any, env: dict[str, str]) -> Any:
+    """Start a kernel and load the extension in it, without logging in."""
+    kernel = start_kernel(env)
+    loaded = kernel.execute("%load_ext astro_jupyter")
+    assert loaded.status == "ok", loaded.reply
+    return kernel
+
+
+def start_logged_in_kernel(start_kernel: Any, env: dict[str, str], email: str) -> Any:
+    """Start a kernel, load the extension and log in to the emulator as ``email`` by link.
+
+    The test plays the browser, so the login is the real one: authorize,
+    loopback callback, token exchange and saving to config.yaml.
+    """
+    kernel = start_logged_out_kernel(start_kernel, env)
+    browser = Browser()
+    login = kernel.execute(f"%astro_login localhost -e {email} -l", on_message=browser)
+    assert login.status == "ok", login.reply
+    assert len(browser.links) == 1
+    return kernel
+
+
+@pytest.fixture
+def saved_login(emulator: Any, ada_account: str, astro_config_path: Path) -> Any:
+    """Log ada@example.com in to the emulator's localhost context in this process, by link.
+
+    The login is saved in the test's config.yaml as %astro_login saves it.
+    Returns the ``LoginResult``, which contains no token.
+    """
+    from astro_jupyter.config_store import ConfigStore
+    from astro_jupyter.emulator import follow_login_link
+    from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
+
+    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
+    flow = LoginFlow(options, ConfigStore(astro_config_path), mode=LoginMode.LINK, email=ADA_EMAIL)
+    browsers: list[threading.Thread] = []
+
+    def follow_in_thread(event: Any) -> None:
+        # The flow calls its listeners on its own thread, which must stay free
+        # to receive the callback that following the link leads to.
+        if event.authorize_url:
+            thread = threading.Thread(target=follow_login_link, args=(event.authorize_url,))
+            browsers.append(thread)
+            thread.start()
+
+    flow.subscribe(follow_in_thread)
+    result = flow.start().wait(LOGIN_TIMEOUT_S)
+    for thread in browsers:
+        thread.join(LOGIN_TIMEOUT_S)
+    return result

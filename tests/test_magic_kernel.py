@@ -10,7 +10,6 @@ reached any iopub message.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import socket
 import stat
@@ -21,56 +20,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import nbformat
 import pytest
+from conftest import ADA_EMAIL as EMAIL
+from conftest import ADA_ORGANIZATION as ORGANIZATION
+from conftest import ADA_WORKSPACE as WORKSPACE
+from conftest import Browser, login_link, read_config, start_logged_out_kernel
 from nbclient.exceptions import CellExecutionError
-from ruamel.yaml import YAML
 
-from astro_jupyter.emulator import follow_login_link
+# Every test logs in as ada@example.com, a member of one organization with one workspace.
+pytestmark = pytest.mark.usefixtures("ada_account")
 
-EMAIL = "ada@example.com"
-ORGANIZATION = "Ada Labs"
-WORKSPACE = "Research"
 LINK_LOGIN = f"%astro_login localhost -e {EMAIL} -l"
 
-_LINK_HTML = re.compile(r'<a href="([^"]+)" target="_blank" rel="noopener noreferrer"')
 _ORGANIZATION_LINE = re.compile(r"^Organization: (?P<name>.+) \((?P<id>[^()\s]+)\)$", re.MULTILINE)
 _WORKSPACE_LINE = re.compile(r"^Workspace: (?P<name>.+) \((?P<id>[^()\s]+)\)$", re.MULTILINE)
-
-
-def login_link(message: dict[str, Any]) -> str | None:
-    """Return the sign-in URL that a display_data message shows, or None for other messages.
-
-    The URL must appear both as the ``href`` of the HTML link and on a line of
-    its own in the plain-text form.
-    """
-    if message["msg_type"] != "display_data":
-        return None
-    data = message["content"]["data"]
-    match = _LINK_HTML.search(data.get("text/html", ""))
-    if match is None:
-        return None
-    url = html.unescape(match.group(1))
-    plain_lines = [line.strip() for line in data.get("text/plain", "").splitlines()]
-    assert url in plain_lines, "the text/plain form does not show the link on a line of its own"
-    return url
-
-
-class Browser:
-    """An ``on_message`` callback that follows each sign-in link as the user's browser would."""
-
-    def __init__(self, *, approve: bool = True) -> None:
-        self.approve = approve
-        self.links: list[str] = []
-
-    def __call__(self, message: dict[str, Any]) -> None:
-        url = login_link(message)
-        if url is None:
-            return
-        self.links.append(url)
-        follow_login_link(url, approve=self.approve)
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    return YAML(typ="safe").load(path.read_text(encoding="utf-8"))
 
 
 def callback_port(url: str) -> int:
@@ -79,25 +41,6 @@ def callback_port(url: str) -> int:
     port = urlsplit(redirect_uri).port
     assert port is not None
     return port
-
-
-@pytest.fixture(autouse=True)
-def ada_account(emulator: Any) -> str:
-    """Create ada@example.com as a member of one organization with one workspace.
-
-    With a single workspace the login selects it, so the summary names it.
-    Returns the organization id.
-    """
-    organization_id = emulator.add_organization(ORGANIZATION, workspaces=(WORKSPACE,))
-    emulator.add_user(EMAIL, organizations=(organization_id,))
-    return organization_id
-
-
-def start_logged_out_kernel(start_kernel: Any, env: dict[str, str]) -> Any:
-    kernel = start_kernel(env)
-    loaded = kernel.execute("%load_ext astro_jupyter")
-    assert loaded.status == "ok", loaded.reply
-    return kernel
 
 
 def test_link_login_saves_config(
