@@ -173,7 +173,7 @@ class AstroMagics(Magics):
             raise InvalidInputError(missing)
         try:
             return builtins.input("Your Astro account email: ")
-        except (StdinNotImplementedError, EOFError):
+        except (StdinNotImplementedError, EOFError, OSError):
             raise InvalidInputError(missing) from None
 
     def _token_from(self, args: Any) -> str:
@@ -189,7 +189,7 @@ class AstroMagics(Magics):
         if self._can_prompt():
             try:
                 return getpass.getpass("Astro access token (hidden): ")
-            except (StdinNotImplementedError, EOFError):
+            except (StdinNotImplementedError, EOFError, OSError):
                 pass
         token = os.environ.get(_TOKEN_ENV, "")
         if token.strip():
@@ -268,6 +268,11 @@ class AstroMagics(Magics):
                 "Workspace: none; this organization has no workspace yet. Create one in the "
                 "Astro UI, then select it with `astro workspace switch`."
             )
+        if os.environ.get("ASTRO_API_TOKEN", "").strip():
+            print(
+                "Note: $ASTRO_API_TOKEN is set, so get_token() and session() keep using that "
+                "API token instead of this login, as the Astro CLI does. Unset it to use the login."
+            )
         if not result.refreshable:
             print(
                 "This login cannot be refreshed; log in again after "
@@ -286,7 +291,7 @@ class AstroMagics(Magics):
             return
         try:
             answer = builtins.input(f"Workspace number (1-{len(result.workspaces)}): ").strip()
-        except (StdinNotImplementedError, EOFError):
+        except (StdinNotImplementedError, EOFError, OSError):
             print(f"Workspace: none selected. {how_later}")
             return
         if not answer.isdigit() or not 1 <= int(answer) <= len(result.workspaces):

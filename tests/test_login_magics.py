@@ -1,0 +1,109 @@
+"""Tests of %astro_login in an in-process IPython shell: messages and input checks.
+
+The kernel tests cover the browser, link and interrupt paths; these check the
+magic's own decisions quickly, with the emulator on loopback.
+"""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from astro_jupyter.credentials import default_store
+from astro_jupyter.settings import AstroLogin
+
+EMAIL = "ada@example.com"
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(emulator, monkeypatch):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "0")
+    AstroLogin.clear_instance()
+    yield
+    AstroLogin.clear_instance()
+
+
+@pytest.fixture
+def shell():
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "astro_jupyter")
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def test_token_login_prints_summary(shell, emulator, capsys, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": "2")
+    shell.run_line_magic("astro_login", f"localhost -t {emulator.mint_access_token(EMAIL)}")
+    out = capsys.readouterr().out
+    assert "Logged in to localhost as ada@example.com." in out
+    assert "Organization: Example Org (" in out
+    assert "cannot be refreshed" in out
+    assert "This organization has 2 workspaces:" in out
+    record = default_store().read_context("localhost")
+    assert record.user_email == EMAIL
+    assert record.workspace
+    assert record.last_used_workspace == record.workspace
+    assert f"({record.workspace})" in out.splitlines()[-1]
+
+
+def test_workspace_prompt_without_stdin(shell, emulator, capsys, monkeypatch):
+    def closed_stdin(prompt=""):
+        raise OSError("reading from stdin is not possible")
+
+    monkeypatch.setattr("builtins.input", closed_stdin)
+    shell.run_line_magic("astro_login", f"localhost -t {emulator.mint_access_token(EMAIL)}")
+    assert "Workspace: none selected." in capsys.readouterr().out
+
+
+def test_api_token_env_noted_after_login(shell, emulator, capsys, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    monkeypatch.setenv("ASTRO_API_TOKEN", emulator.mint_access_token("robot@example.com"))
+    shell.run_line_magic("astro_login", f"localhost -t {emulator.mint_access_token(EMAIL)}")
+    assert "$ASTRO_API_TOKEN is set" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("localhost -e not-an-email -l", "Invalid email 'not-an-email'"),
+        ("'exa mple' -e ada@example.com -l", "Invalid Astro domain"),
+        ("localhost -e ada@example.com --timeout 0", "--timeout must be more than 0 seconds"),
+        ("localhost -t not.a.jwt", "The token is not a JWT"),
+    ],
+    ids=["bad-email", "bad-domain", "zero-timeout", "not-jwt"],
+)
+def test_bad_input_is_one_line_error(shell, emulator, astro_config_path, line, expected):
+    with pytest.raises(UsageError) as caught:
+        shell.run_line_magic("astro_login", line)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert not astro_config_path.exists()
+    assert emulator.requests == []
+
+
+def test_unknown_domain_without_api_url(shell, monkeypatch):
+    AstroLogin.instance().api_url = ""
+    with pytest.raises(UsageError, match="Unknown Astro domain 'example.com'"):
+        shell.run_line_magic("astro_login", "example.com -e ada@example.com -l")
+
+
+def test_busy_port_names_port(shell, emulator, astro_config_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        shell.run_line_magic("config", f"AstroLogin.callback_port = {port}")
+        with pytest.raises(UsageError) as caught:
+            shell.run_line_magic("astro_login", "localhost -e ada@example.com -l")
+    assert f"Port {port} on 127.0.0.1 is already in use" in str(caught.value)
+    assert not astro_config_path.exists()
+
+
+def test_help_lists_options(shell):
+    help_text = shell.find_line_magic("astro_login").__doc__
+    for option in ("-e EMAIL", "-l", "-t [TOKEN]", "--timeout SECONDS", "--no-widget"):
+        assert option in help_text
