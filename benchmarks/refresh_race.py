@@ -83,8 +83,10 @@ def run_race(
     start_file = work_folder / "start"
     ready_files = [work_folder / f"ready-{index}" for index in range(processes)]
 
-    racers = [_start_racer(ready_file, start_file) for ready_file in ready_files]
+    racers: list[subprocess.Popen[str]] = []
     try:
+        for ready_file in ready_files:
+            racers.append(_start_racer(ready_file, start_file))
         _wait_until_ready(racers, ready_files)
         started_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         start_file.touch()
