@@ -12,7 +12,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from ruamel.yaml import YAML
 from astro_jupyter.config_cache import SETTLE_WINDOW_NS
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token
-from astro_jupyter.emulator import follow_login_link
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
 from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
@@ -136,18 +133,6 @@ def started_processes() -> Iterator[list[subprocess.Popen[str]]]:
                 stream.close()
 
 
-def _approved_login(emulator, store: ConfigStore) -> None:
-    """Log in by link to the emulator, playing the browser, and return once the login is saved."""
-    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
-    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    flow.subscribe(lambda event: event.authorize_url and _follow_in_thread(event.authorize_url))
-    flow.start().wait(20)
-
-
-def _follow_in_thread(url: str) -> None:
-    threading.Thread(target=follow_login_link, args=(url,)).start()
-
-
 def _expire_soon(store: ConfigStore) -> None:
     """Move the stored expiry inside the refresh margin, so the next get_token() refreshes."""
     store.update_context("localhost", expires_at=datetime.now(timezone.utc) + timedelta(minutes=1))
@@ -239,8 +224,8 @@ def _collect(processes: list[subprocess.Popen[str]]) -> list[ProcessOutcome]:
     return outcomes
 
 
-def test_sixteen_processes_refresh_once(emulator, store, tmp_path, started_processes):
-    _approved_login(emulator, store)
+def test_sixteen_processes_refresh_once(emulator, store, saved_login, tmp_path, started_processes):
+    assert saved_login.refreshable
     before = store.read_context("localhost")
     _expire_soon(store)
     start_file = _start_racers(RACER_COUNT, tmp_path / "race", started_processes)
@@ -266,8 +251,7 @@ def test_sixteen_processes_refresh_once(emulator, store, tmp_path, started_proce
     assert set(hashes) == {_sha256(after.token)}
 
 
-def test_reused_refresh_token_revokes_login(emulator, store):
-    _approved_login(emulator, store)
+def test_reused_refresh_token_revokes_login(emulator, store, saved_login):
     refresh_token = store.read_context("localhost").refresh_token
 
     first = _post_refresh(emulator, refresh_token)
