@@ -120,7 +120,7 @@ def _start_racer(ready_file: Path, start_file: Path) -> subprocess.Popen[str]:
         str(wait_s),
         str(START_POLL_INTERVAL_S),
     ]
-    return subprocess.Popen(  # noqa: S603 - this Python and the racer script beside this file
+    return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 

@@ -138,7 +138,7 @@ def _describe_commit() -> str:
 
 
 def _run_git(git: str, *arguments: str) -> str:
-    completed = subprocess.run(  # noqa: S603 - fixed arguments, git found on PATH
+    completed = subprocess.run(
         [git, *arguments],
         cwd=REPO_ROOT,
         capture_output=True,

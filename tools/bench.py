@@ -22,7 +22,7 @@ def main() -> int:
     python = bootstrap.ensure_venv()
     command = [str(python), str(BENCHMARK_SCRIPT), *sys.argv[1:]]
     try:
-        completed = subprocess.run(  # noqa: S603 - the venv's Python and a fixed script
+        completed = subprocess.run(
             command, cwd=bootstrap.REPO_ROOT, env=bootstrap.venv_environ(), check=False
         )
     except KeyboardInterrupt:
