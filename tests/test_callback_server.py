@@ -31,7 +31,9 @@ def _get(server: CallbackServer, path_and_query: str) -> tuple[int, str]:
             return error.code, error.read().decode()
 
 
-def _get_later(server: CallbackServer, path_and_query: str, delay_s: float = 0.1) -> threading.Thread:
+def _get_later(
+    server: CallbackServer, path_and_query: str, delay_s: float = 0.1
+) -> threading.Thread:
     thread = threading.Thread(target=lambda: (time.sleep(delay_s), _get(server, path_and_query)))
     thread.start()
     return thread

@@ -247,7 +247,7 @@ def assert_like_expected(
     assert [line_key(line) for line in actual_block] == [
         line_key(line) for line in expected_block
     ]
-    for actual_line, expected_line in zip(actual_block, expected_block):
+    for actual_line, expected_line in zip(actual_block, expected_block, strict=True):
         if not any(placeholder in expected_line for placeholder in DYNAMIC):
             assert actual_line == expected_line
 

@@ -408,7 +408,7 @@ def test_save_login_round_trip_hand_edited_file(tmp_path):
             "    expiresin: 2027-01-02T03:04:05.6789Z\n"
         ),
     }
-    for index, (before, after) in enumerate(zip(original, written)):
+    for index, (before, after) in enumerate(zip(original, written, strict=True)):
         if before.startswith("    Token: "):
             assert after.startswith(f"    token: Bearer {NEW_ACCESS} "), index
             assert after.endswith("   # from astro login\n"), index

@@ -74,7 +74,9 @@ def test_read_claims_returns_payload():
 @pytest.mark.parametrize(
     "token",
     ["", "   ", "not-a-jwt", "a.b", "a.b.c.d", "!!!.???.sig", _jwt([1, 2]), ".payload.sig"],
-    ids=["empty", "blank", "one-part", "two-parts", "four-parts", "not-base64", "list", "no-header"],
+    ids=[
+        "empty", "blank", "one-part", "two-parts", "four-parts", "not-base64", "list", "no-header"
+    ],
 )
 def test_read_claims_rejects_non_jwt(token):
     with pytest.raises(InvalidInputError) as caught:
