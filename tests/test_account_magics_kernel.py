@@ -20,6 +20,7 @@ import requests
 from conftest import ADA_EMAIL, read_config, start_logged_in_kernel
 
 from astro_jupyter.config_store import ConfigStore, ContextRecord
+from astro_jupyter.credentials import CredentialSource
 
 # A second account whose organization has two workspaces with spaces in their
 # names. Its login selects no workspace, because a headless kernel cannot ask.
@@ -156,7 +157,7 @@ def test_whoami_after_login(
     assert fields["Domain"] == "localhost"
     assert fields["Organization"] == ada_account
     assert fields["Workspace"] == stored.workspace
-    assert fields["Credentials"] == "a refreshable login saved in config.yaml"
+    assert fields["Credentials"] == CredentialSource.LOGIN.describe()
 
     expiry = _EXPIRY.match(fields["Expires"])
     assert expiry is not None, fields["Expires"]
