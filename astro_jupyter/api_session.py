@@ -82,7 +82,7 @@ class AstroSession(requests.Session):
             if not api_token_from_environment():
                 raise NotLoggedInError(
                     f"Not logged in to Astro: {self._store.path} names no current context; "
-                    "run %astro_login."
+                    "run %astro_login (or `astro login` in a terminal)."
                 )
             # An API token with no context in use: the Astro CLI's default domain.
             name = DEFAULT_DOMAIN

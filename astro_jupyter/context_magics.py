@@ -148,13 +148,14 @@ class ContextMagics(Magics):
             print(f"No Astro contexts in {store.path}; log in with %astro_login.")
             return
         width = max(len(record.domain) for record in records)
+        email_width = max(len(record.user_email or "-") for record in records)
         for record in records:
             marker = "*" if record.domain == current else " "
             state = "logged in" if record.is_logged_in else (
                 "in the Astro CLI's vault" if record.in_vault else "logged out"
             )
             email = record.user_email or "-"
-            print(f"{marker} {record.domain:<{width}}  {email}  {state}")
+            print(f"{marker} {record.domain:<{width}}  {email:<{email_width}}  {state}")
 
     @magic_arguments()
     @argument("action", nargs="?", choices=["list", "switch"], help="list (default) or switch.")
