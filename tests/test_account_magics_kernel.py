@@ -38,7 +38,7 @@ LOGGED_OUT_DOMAIN = "astronomer-dev.io"
 KERNEL_TIME_ZONE = "IST-5:30"
 KERNEL_UTC_OFFSET = timedelta(hours=5, minutes=30)
 
-_CONTEXT_LINE = re.compile(r"^(?P<marker>[* ]) (?P<domain>\S+) +(?P<email>\S+)  (?P<state>.+)$")
+_CONTEXT_LINE = re.compile(r"^(?P<marker>[* ]) (?P<domain>\S+) +(?P<email>\S+) +(?P<state>\S.*)$")
 _WORKSPACE_LINE = re.compile(r"^(?P<marker>[* ]) (?P<name>.+?)  +(?P<id>\S+)$")
 _EXPIRY = re.compile(r"^(?P<stamp>.+) \(in (?P<minutes>\d+) minutes\)$")
 
