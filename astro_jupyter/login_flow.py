@@ -12,7 +12,6 @@ The flow never prints, opens a browser or prompts: those belong to the views.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -21,13 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from . import oauth_client
-from .astro_api import Organization, SessionInfo, Workspace, check_session, lookup_organization_ids
+from .astro_api import SessionInfo, check_session, lookup_organization_ids
 from .callback_server import CallbackServer
 from .config_store import ConfigStore, ContextRecord
 from .emails import validate_email
 from .errors import AstroJupyterError, LoginCancelledError
 from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
+from .login_types import LoginEvent, LoginMode, LoginOptions, LoginResult, LoginStep
 from .pkce import new_pkce_pair, new_state
 
 __all__ = ["LoginEvent", "LoginFlow", "LoginMode", "LoginOptions", "LoginResult", "LoginStep"]
@@ -36,82 +36,6 @@ log = logging.getLogger(__name__)
 
 # The Astro CLI treats a pasted token as valid for one hour when it cannot tell.
 _TOKEN_LOGIN_DEFAULT_LIFETIME = timedelta(hours=1)
-
-
-class LoginMode(enum.Enum):
-    """Way the user reaches the sign-in page: a browser opened here, a link, or a token."""
-
-    BROWSER = "browser"
-    LINK = "link"
-    TOKEN = "token"
-
-
-class LoginStep(enum.Enum):
-    """The steps a login goes through, in order; the last three end it."""
-
-    STARTING = "starting"
-    AUTH_CONFIG = "auth config"
-    ORGANIZATION_LOOKUP = "organization lookup"
-    WAITING_FOR_BROWSER = "waiting for the browser"
-    TOKEN_EXCHANGE = "token exchange"
-    USER_INFO = "user info"
-    SESSION_CHECK = "session check"
-    SAVING = "saving"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the login has ended at this step."""
-        return self in (LoginStep.DONE, LoginStep.FAILED, LoginStep.CANCELLED)
-
-
-@dataclass(frozen=True)
-class LoginEvent:
-    """One change in a login's progress.
-
-    ``authorize_url`` is set on the :attr:`LoginStep.WAITING_FOR_BROWSER`
-    event: the page the user must open. It contains no secret (the PKCE challenge
-    and ``state`` are public by design).
-    """
-
-    step: LoginStep
-    message: str
-    authorize_url: str | None = None
-    deadline_monotonic: float | None = None
-
-
-@dataclass(frozen=True)
-class LoginOptions:
-    """Settings of one login, resolved by the caller from its configuration."""
-
-    domain: str
-    api_base_url: str
-    callback_port: int = 12345
-    callback_timeout_s: float = 300.0
-    http_timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class LoginResult:
-    """The saved outcome of a successful login, without any token."""
-
-    domain: str
-    email: str
-    requested_email: str | None
-    organization: Organization
-    workspace: Workspace | None
-    workspaces: tuple[Workspace, ...]
-    expires_at: datetime
-    refreshable: bool
-
-    @property
-    def email_differs(self) -> bool:
-        """Whether the account that signed in is not the one the user asked for."""
-        return bool(self.requested_email) and (
-            self.email.casefold() != (self.requested_email or "").casefold()
-        )
 
 
 @dataclass
@@ -360,6 +284,26 @@ class LoginFlow:
         self._check_cancelled()
 
         pkce = new_pkce_pair()
+        organization_id = organization_ids[0] if organization_ids else None
+        code, redirect_uri = self._wait_for_code(config, email, pkce.challenge, organization_id)
+
+        self._emit(LoginStep.TOKEN_EXCHANGE, "Exchanging the authorization code for tokens.")
+        return oauth_client.exchange_code(
+            http, config, code=code, code_verifier=pkce.verifier, redirect_uri=redirect_uri
+        )
+
+    def _wait_for_code(
+        self,
+        config: oauth_client.AuthConfig,
+        email: str,
+        code_challenge: str,
+        organization_id: str | None,
+    ) -> tuple[str, str]:
+        """Wait for the browser's authorization code on the loopback callback.
+
+        Publishes the authorize URL, then returns the code and the redirect URI
+        it was issued for. The callback port is closed on every way out.
+        """
         state = new_state()
         callback = CallbackServer(state, port=self.options.callback_port).start()
         self._callback = callback
@@ -370,10 +314,10 @@ class LoginFlow:
             url = oauth_client.authorization_url(
                 config,
                 redirect_uri=callback.redirect_uri,
-                code_challenge=pkce.challenge,
+                code_challenge=code_challenge,
                 state=state,
                 email=email,
-                organization_id=organization_ids[0] if organization_ids else None,
+                organization_id=organization_id,
             )
             timeout_s = self.options.callback_timeout_s
             self._emit(
@@ -383,19 +327,10 @@ class LoginFlow:
                 authorize_url=url,
                 deadline_monotonic=time.monotonic() + timeout_s,
             )
-            code = callback.wait(timeout_s)
+            return callback.wait(timeout_s), callback.redirect_uri
         finally:
             callback.close()
             self._callback = None
-
-        self._emit(LoginStep.TOKEN_EXCHANGE, "Exchanging the authorization code for tokens.")
-        return oauth_client.exchange_code(
-            http,
-            config,
-            code=code,
-            code_verifier=pkce.verifier,
-            redirect_uri=callback.redirect_uri,
-        )
 
     def _save(
         self,

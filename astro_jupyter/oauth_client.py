@@ -9,7 +9,7 @@ nor listens for the callback, and it writes no files.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -163,26 +163,33 @@ def _token_set(step: str, body: Any, now: datetime) -> TokenSet:
     )
 
 
-def exchange_code(
-    http: HttpClient, config: AuthConfig, *, code: str, code_verifier: str, redirect_uri: str
+def _request_tokens(
+    http: HttpClient, config: AuthConfig, step: str, grant: dict[str, str]
 ) -> TokenSet:
-    """Exchange an authorization code for tokens (RFC 6749 section 4.1.3, RFC 7636 section 4.5)."""
-    step = "Token exchange"
+    """POST one grant to the token endpoint (RFC 6749 section 3.2) and parse the tokens."""
+    # The expiry counts from before the request, so it is never later than the server's.
     now = datetime.now(timezone.utc)
     body = http.request_json(
         step,
         OAUTH_SERVER,
         "POST",
         f"{config.domain_url}oauth/token",
-        form={
-            "grant_type": "authorization_code",
-            "client_id": config.client_id,
-            "code": code,
-            "code_verifier": code_verifier,
-            "redirect_uri": redirect_uri,
-        },
+        form={**grant, "client_id": config.client_id},
     )
     return _token_set(step, body, now)
+
+
+def exchange_code(
+    http: HttpClient, config: AuthConfig, *, code: str, code_verifier: str, redirect_uri: str
+) -> TokenSet:
+    """Exchange an authorization code for tokens (RFC 6749 section 4.1.3, RFC 7636 section 4.5)."""
+    grant = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": code_verifier,
+        "redirect_uri": redirect_uri,
+    }
+    return _request_tokens(http, config, "Token exchange", grant)
 
 
 def refresh_tokens(http: HttpClient, config: AuthConfig, refresh_token: str) -> TokenSet:
@@ -192,27 +199,10 @@ def refresh_tokens(http: HttpClient, config: AuthConfig, refresh_token: str) -> 
     and the old one stops working, so callers must save the result at once.
     When the response has no refresh token, the old one stays valid and is kept.
     """
-    step = "Token refresh"
-    now = datetime.now(timezone.utc)
-    body = http.request_json(
-        step,
-        OAUTH_SERVER,
-        "POST",
-        f"{config.domain_url}oauth/token",
-        form={
-            "grant_type": "refresh_token",
-            "client_id": config.client_id,
-            "refresh_token": refresh_token,
-        },
-    )
-    tokens = _token_set(step, body, now)
+    grant = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    tokens = _request_tokens(http, config, "Token refresh", grant)
     if tokens.refresh_token is None:
-        tokens = TokenSet(
-            access_token=tokens.access_token,
-            refresh_token=refresh_token,
-            expires_at=tokens.expires_at,
-            scope=tokens.scope,
-        )
+        tokens = replace(tokens, refresh_token=refresh_token)
     return tokens
 
 
