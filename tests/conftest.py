@@ -4,7 +4,8 @@ and logins to the emulator.
 Every test runs with ``HOME`` and ``ASTRO_HOME`` in its own temporary folder,
 without Astro, browser or Jupyter path variables, so no test reads or writes the
 user's real Astro CLI config or opens a real browser. A session-wide check fails
-the run if the real config folder changed anyway.
+the run if the real config folder changed anyway. The ``AstroLogin`` settings
+singleton is cleared before and after every test.
 
 Kernels are real ipykernel processes started from this interpreter, so they
 import the astro_jupyter under test.
@@ -18,6 +19,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -169,6 +171,56 @@ def kernel_env(emulator: Any, hermetic_env: Path) -> dict[str, str]:
     env["ASTRO_JUPYTER_CALLBACK_PORT"] = "0"
     env["IPYTHONDIR"] = str(hermetic_env / ".ipython")
     return env
+
+
+@pytest.fixture(autouse=True)
+def clear_astro_login() -> Iterator[None]:
+    """Clear the ``AstroLogin`` settings singleton before and after every test.
+
+    An instance keeps the defaults it read from the environment, so a test's
+    settings would otherwise reach the next test.
+    """
+    from astro_jupyter.settings import AstroLogin
+
+    AstroLogin.clear_instance()
+    yield
+    AstroLogin.clear_instance()
+
+
+@pytest.fixture
+def emulator_settings(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the ``AstroLogin`` settings at this test's emulator, with callback port 0.
+
+    Sets ``ASTRO_JUPYTER_API_URL`` to the emulator's base URL and
+    ``ASTRO_JUPYTER_CALLBACK_PORT`` to 0 (any free port), for this process and the
+    processes it starts, and clears the singleton so its next instance reads them.
+    """
+    from astro_jupyter.settings import AstroLogin
+
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "0")
+    AstroLogin.clear_instance()
+
+
+@pytest.fixture
+def shell() -> Iterator[Any]:
+    """Yield the in-process IPython shell with astro_jupyter loaded, cleared after the test."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "astro_jupyter")
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def port_is_free(port: int) -> bool:
+    """Return whether a socket can bind ``port`` on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -458,6 +510,59 @@ def start_logged_in_kernel(start_kernel: Any, env: dict[str, str], email: str) -
     return kernel
 
 
+class LinkFollower:
+    """A stand-in for the user's browser that follows each sign-in link a ``LoginFlow`` shows.
+
+    Each link is followed with ``follow_login_link(url, **follow_args)`` on a
+    thread of its own. The flow calls its listeners on its own thread, which
+    must stay free to receive the callback that following the link leads to.
+
+    Use it as a context manager around ``flow.start().wait(...)``. Leaving the
+    block joins every thread, also when the login raised. ``results`` contains
+    what each ``follow_login_link`` call returned.
+    """
+
+    def __init__(self, flow: Any, **follow_args: Any) -> None:
+        self.results: list[Any] = []
+        self._follow_args = follow_args
+        self._threads: list[threading.Thread] = []
+        flow.subscribe(self._on_event)
+
+    def __enter__(self) -> LinkFollower:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for thread in self._threads:
+            thread.join(LOGIN_TIMEOUT_S)
+
+    def _on_event(self, event: Any) -> None:
+        if event.authorize_url:
+            thread = threading.Thread(target=self._follow, args=(event.authorize_url,))
+            self._threads.append(thread)
+            thread.start()
+
+    def _follow(self, url: str) -> None:
+        from astro_jupyter.emulator import follow_login_link
+
+        self.results.append(follow_login_link(url, **self._follow_args))
+
+
+def log_in_by_link(emulator: Any, store: Any, *, email: str = ADA_EMAIL, **follow_args: Any) -> Any:
+    """Log ``email`` in to the emulator's localhost context by link, playing the browser.
+
+    Returns the ``LoginResult`` once the login is saved in ``store``. The result
+    contains no token. ``follow_args`` are passed to ``follow_login_link``.
+    """
+    from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
+
+    options = LoginOptions(
+        domain="localhost", api_base_url=emulator.base_url, callback_port=0, callback_timeout_s=10
+    )
+    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=email)
+    with LinkFollower(flow, **follow_args):
+        return flow.start().wait(LOGIN_TIMEOUT_S)
+
+
 @pytest.fixture
 def saved_login(emulator: Any, ada_account: str, astro_config_path: Path) -> Any:
     """Log ada@example.com in to the emulator's localhost context in this process, by link.
@@ -466,23 +571,14 @@ def saved_login(emulator: Any, ada_account: str, astro_config_path: Path) -> Any
     Returns the ``LoginResult``, which contains no token.
     """
     from astro_jupyter.config_store import ConfigStore
-    from astro_jupyter.emulator import follow_login_link
-    from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
 
-    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
-    flow = LoginFlow(options, ConfigStore(astro_config_path), mode=LoginMode.LINK, email=ADA_EMAIL)
-    browsers: list[threading.Thread] = []
+    return log_in_by_link(emulator, ConfigStore(astro_config_path))
 
-    def follow_in_thread(event: Any) -> None:
-        # The flow calls its listeners on its own thread, which must stay free
-        # to receive the callback that following the link leads to.
-        if event.authorize_url:
-            thread = threading.Thread(target=follow_login_link, args=(event.authorize_url,))
-            browsers.append(thread)
-            thread.start()
 
-    flow.subscribe(follow_in_thread)
-    result = flow.start().wait(LOGIN_TIMEOUT_S)
-    for thread in browsers:
-        thread.join(LOGIN_TIMEOUT_S)
-    return result
+def whoami_fields(output: str) -> dict[str, str]:
+    """Return the ``Label: value`` lines of ``%astro_whoami`` as a dict."""
+    fields = {}
+    for line in output.splitlines():
+        label, _, value = line.partition(":")
+        fields[label] = value.strip()
+    return fields

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ADA_EMAIL, read_config, start_logged_in_kernel
+from conftest import ADA_EMAIL, read_config, start_logged_in_kernel, whoami_fields
 
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import CredentialSource
@@ -49,15 +49,6 @@ def lin_account(emulator: Any) -> str:
     organization_id = emulator.add_organization(LIN_ORGANIZATION, workspaces=LIN_WORKSPACES)
     emulator.add_user(LIN_EMAIL, organizations=(organization_id,))
     return organization_id
-
-
-def labelled_fields(output: str) -> dict[str, str]:
-    """Return the ``Label: value`` lines of ``%astro_whoami`` as a dict."""
-    fields = {}
-    for line in output.splitlines():
-        label, _, value = line.partition(":")
-        fields[label] = value.strip()
-    return fields
 
 
 def listed_contexts(output: str) -> dict[str, dict[str, str]]:
@@ -152,7 +143,7 @@ def test_whoami_after_login(
     result = kernel.execute("%astro_whoami")
 
     assert result.status == "ok", result.reply
-    fields = labelled_fields(result.stream("stdout"))
+    fields = whoami_fields(result.stream("stdout"))
     assert fields["Email"] == ADA_EMAIL
     assert fields["Domain"] == "localhost"
     assert fields["Organization"] == ada_account
@@ -291,7 +282,7 @@ def test_workspace_list_and_switch_by_name(
     assert marked[target_name]["marker"] == "*"
     assert marked["Data Engineering"]["marker"] == " "
     assert whoami_cell.status == "ok", whoami_cell.reply
-    assert labelled_fields(whoami_cell.stream("stdout"))["Workspace"] == target_id
+    assert whoami_fields(whoami_cell.stream("stdout"))["Workspace"] == target_id
     assert leaked_secrets(kernel.iopub_text(skip_inputs=True)) == []
 
 

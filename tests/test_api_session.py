@@ -7,24 +7,16 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from conftest import log_in_by_link
 
 from astro_jupyter.api_session import AstroSession
 from astro_jupyter.config_store import ConfigStore
 from astro_jupyter.credentials import CredentialSource, default_store, get_token, whoami
-from astro_jupyter.emulator import follow_login_link
 from astro_jupyter.errors import ApiError, NotLoggedInError
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
-from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
-
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 @pytest.fixture
@@ -35,13 +27,7 @@ def store() -> ConfigStore:
 @pytest.fixture
 def logged_in(emulator, store):
     """Log in to the emulator's localhost context by link, playing the browser."""
-    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
-    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    flow.subscribe(
-        lambda event: event.authorize_url
-        and threading.Thread(target=follow_login_link, args=(event.authorize_url,)).start()
-    )
-    return flow.start().wait(20)
+    return log_in_by_link(emulator, store, email=EMAIL)
 
 
 def test_relative_paths_use_v1_base(emulator, logged_in):

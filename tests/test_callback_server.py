@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
+from conftest import port_is_free
 
 from astro_jupyter.callback_server import CallbackServer, parse_callback_query
 from astro_jupyter.errors import (
@@ -37,15 +37,6 @@ def _get_later(
     thread = threading.Thread(target=lambda: (time.sleep(delay_s), _get(server, path_and_query)))
     thread.start()
     return thread
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture
@@ -139,9 +130,9 @@ def test_cancel_from_other_thread(server):
 def test_close_frees_port():
     server = CallbackServer(STATE, port=0).start()
     port = server.port
-    assert not _port_is_free(port)
+    assert not port_is_free(port)
     server.close()
-    assert _port_is_free(port)
+    assert port_is_free(port)
     server.close()
 
 

@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import log_in_by_link
 from ruamel.yaml import YAML
 
 import astro_jupyter
 from astro_jupyter.astro_api import list_workspaces
 from astro_jupyter.config_store import ConfigStore
-from astro_jupyter.emulator import follow_login_link
 from astro_jupyter.errors import InvalidInputError, NotLoggedInError
 from astro_jupyter.http_client import HttpClient
 from astro_jupyter.jwt_claims import read_claims
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions, LoginResult
-from astro_jupyter.settings import AstroLogin
 
 DATA = Path(__file__).parent / "data" / "cli_configs"
 
@@ -101,14 +98,7 @@ CASES = [
 REFRESHABLE = [case for case in CASES if case.localhost_expiry is not None]
 NOT_REFRESHABLE = [case for case in CASES if case.localhost_expiry is None]
 
-
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    """Give each test settings that point at its own emulator."""
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 @pytest.fixture
@@ -158,28 +148,6 @@ def seed_emulator(emulator, case: Case) -> dict[str, str]:
     for workspace in workspaces:
         ids[FIXTURE_WORKSPACES[workspace.name]] = workspace.id
     return ids
-
-
-def log_in(emulator, store: ConfigStore) -> LoginResult:
-    """Log in to localhost by link, playing the browser, and return once the login is saved."""
-    options = LoginOptions(
-        domain="localhost", api_base_url=emulator.base_url, callback_port=0, callback_timeout_s=10
-    )
-    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    browsers: list[threading.Thread] = []
-
-    def on_event(event):
-        if event.authorize_url:
-            browser = threading.Thread(target=follow_login_link, args=(event.authorize_url,))
-            browsers.append(browser)
-            browser.start()
-
-    flow.subscribe(on_event)
-    try:
-        return flow.start().wait(20)
-    finally:
-        for browser in browsers:
-            browser.join(10)
 
 
 def new_tokens(emulator, before: set[str]) -> tuple[list[str], list[str]]:
@@ -307,7 +275,7 @@ def test_login_writes_cli_file(emulator, store, case):
     store.path.write_text(with_ids((DATA / f"{case.name}.yaml").read_text(), ids))
     before = emulator.issued_secrets()
 
-    result = log_in(emulator, store)
+    result = log_in_by_link(emulator, store, email=EMAIL)
     logged_in_at = datetime.now(timezone.utc)
 
     access_tokens, refresh_tokens = new_tokens(emulator, before)
@@ -342,7 +310,7 @@ def test_login_writes_cli_file(emulator, store, case):
 @pytest.mark.parametrize("case", REFRESHABLE, ids=str)
 def test_refresh_writes_cli_file(emulator, store, tmp_path, case):
     scratch = ConfigStore(tmp_path / "scratch" / "config.yaml")
-    log_in(emulator, scratch)
+    log_in_by_link(emulator, scratch, email=EMAIL)
     issued = scratch.read_context("localhost")
     near_expiry = go_timestamp_like(
         case.localhost_expiry, datetime.now(timezone.utc) + timedelta(minutes=1)
@@ -417,7 +385,7 @@ def test_login_replaces_vault_placeholder(emulator, store):
     ids = seed_emulator(emulator, CASES[-1])
     store.path.write_text(with_ids((DATA / "cli_vault_localhost.yaml").read_text(), ids))
 
-    log_in(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
 
     record = store.read_context("localhost")
     assert record.in_vault is False

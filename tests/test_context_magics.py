@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+from conftest import log_in_by_link
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from astro_jupyter.credentials import default_store
-from astro_jupyter.emulator import follow_login_link
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
-from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
-
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
-
-
-@pytest.fixture
-def shell():
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "astro_jupyter")
-    yield shell
-    InteractiveShell.clear_instance()
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 @pytest.fixture
 def logged_in(emulator):
-    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
-    flow = LoginFlow(options, default_store(), mode=LoginMode.LINK, email=EMAIL)
-    flow.subscribe(
-        lambda event: event.authorize_url
-        and threading.Thread(target=follow_login_link, args=(event.authorize_url,)).start()
-    )
-    return flow.start().wait(20)
+    return log_in_by_link(emulator, default_store(), email=EMAIL)
 
 
 def test_whoami_prints_login(shell, logged_in, capsys):

@@ -5,23 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import log_in_by_link
 
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token, whoami
 from astro_jupyter.errors import NotLoggedInError
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
-from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
-
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    """Give each test settings that point at its own emulator."""
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 @pytest.fixture
@@ -29,28 +21,12 @@ def store(astro_config_path):
     return ConfigStore(astro_config_path)
 
 
-def _approved_login(emulator, store) -> None:
-    """Log in by link, playing the browser; returns once the login is saved."""
-    options = LoginOptions(domain="localhost", api_base_url=emulator.base_url, callback_port=0)
-    flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    flow.subscribe(lambda event: event.authorize_url and _follow_in_thread(event.authorize_url))
-    flow.start().wait(20)
-
-
-def _follow_in_thread(url: str) -> None:
-    import threading
-
-    from astro_jupyter.emulator import follow_login_link
-
-    threading.Thread(target=follow_login_link, args=(url,)).start()
-
-
 def _expire_soon(store: ConfigStore) -> None:
     store.update_context("localhost", expires_at=datetime.now(timezone.utc) + timedelta(minutes=1))
 
 
 def test_fresh_token_returned_without_request(emulator, store):
-    _approved_login(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
     before = len(emulator.requests)
     token = get_token()
     assert token == store.read_context("localhost").token
@@ -58,7 +34,7 @@ def test_fresh_token_returned_without_request(emulator, store):
 
 
 def test_near_expiry_refreshes_and_rotates(emulator, store):
-    _approved_login(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
     old = store.read_context("localhost")
     _expire_soon(store)
 
@@ -73,7 +49,7 @@ def test_near_expiry_refreshes_and_rotates(emulator, store):
 
 
 def test_refresh_invalid_grant_means_logged_out(emulator, store):
-    _approved_login(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
     _expire_soon(store)
     emulator.fail("refresh", status=400, body={"error": "invalid_grant", "error_description": "x"})
     with pytest.raises(NotLoggedInError) as caught:
@@ -120,7 +96,7 @@ def test_vault_placeholder_is_signed_out(astro_config_path):
 
 
 def test_whoami_describes_login(emulator, store):
-    _approved_login(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
     identity = whoami()
     saved = store.read_context("localhost")
     assert identity.email == EMAIL
@@ -133,7 +109,7 @@ def test_whoami_describes_login(emulator, store):
 
 
 def test_astro_domain_selects_context(emulator, store, monkeypatch):
-    _approved_login(emulator, store)
+    log_in_by_link(emulator, store, email=EMAIL)
     store.save_login(
         ContextRecord(domain="astronomer.io", token="t", user_email="x@y.io",
                       expires_at=datetime.now(timezone.utc) + timedelta(hours=1)),

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import log_in_by_link
 
 from astro_jupyter import config_access, credentials_file
 from astro_jupyter import config_store as config_store_module
@@ -24,9 +24,6 @@ from astro_jupyter.config_cache import SETTLE_WINDOW_NS
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import CredentialSource, get_token, whoami
 from astro_jupyter.credentials_file import CredentialsEntry
-from astro_jupyter.emulator import follow_login_link
-from astro_jupyter.login_flow import LoginFlow, LoginMode, LoginOptions
-from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 ACCESS = "eyJhbGciOiJSUzI1NiJ9.credentials-file-access.c2ln"
@@ -451,36 +448,10 @@ def test_invalid_source_rejected():
 # Refreshes against the emulator
 
 
-@pytest.fixture
-def fresh_settings(emulator, monkeypatch):
-    """Give each test settings that point at its own emulator."""
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
-
-
 def issued_login(emulator, folder: Path) -> ContextRecord:
     """Log in to the emulator with a scratch config in ``folder`` and return the saved login."""
     scratch = ConfigStore(folder / "config.yaml")
-    options = LoginOptions(
-        domain="localhost", api_base_url=emulator.base_url, callback_port=0, callback_timeout_s=10
-    )
-    flow = LoginFlow(options, scratch, mode=LoginMode.LINK, email=EMAIL)
-    browsers: list[threading.Thread] = []
-
-    def on_event(event):
-        if event.authorize_url:
-            browser = threading.Thread(target=follow_login_link, args=(event.authorize_url,))
-            browsers.append(browser)
-            browser.start()
-
-    flow.subscribe(on_event)
-    try:
-        flow.start().wait(20)
-    finally:
-        for browser in browsers:
-            browser.join(10)
+    log_in_by_link(emulator, scratch, email=EMAIL)
     record = scratch.read_context("localhost")
     assert record is not None
     return record
@@ -490,8 +461,9 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+@pytest.mark.usefixtures("emulator_settings")
 @pytest.mark.parametrize("config", [None, CONFIG_WITHOUT_LOCALHOST, CONFIG_WITHOUT_TOKEN_KEY])
-def test_refresh_writes_config_only(emulator, fresh_settings, store, tmp_path, config):
+def test_refresh_writes_config_only(emulator, store, tmp_path, config):
     issued = issued_login(emulator, tmp_path / "scratch")
     if config is not None:
         store.path.write_text(config)
@@ -527,7 +499,8 @@ def test_refresh_writes_config_only(emulator, fresh_settings, store, tmp_path, c
     assert emulator.count("refresh") == 1
 
 
-def test_fresh_credentials_login_sends_nothing(emulator, fresh_settings, store):
+@pytest.mark.usefixtures("emulator_settings")
+def test_fresh_credentials_login_sends_nothing(emulator, store):
     expires_at = datetime.now(timezone.utc) + timedelta(hours=1)
     write_credentials(store, {"localhost": entry(expires_at=rfc3339(expires_at))})
     store.path.write_text("context: localhost\n")

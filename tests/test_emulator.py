@@ -7,59 +7,23 @@ the command line in test_emulator_cli.py.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+from emulator_http import REQUEST_TIMEOUT_S, Reply, call
 
 from astro_jupyter.emulator import AUDIENCE, CLIENT_ID, Emulator
 
-# Bound on every HTTP call in these tests.
-TIMEOUT_S = 5
+# Bound on every HTTP call in these tests, the same as call()'s.
+TIMEOUT_S = REQUEST_TIMEOUT_S
 
 # A wildcard address, used only to check that it is rejected, never bound.
 WILDCARD_IPV4 = "0.0.0.0"  # noqa: S104
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-
-def call(
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-    token: str | None = None,
-) -> Reply:
-    """Send one request with http.client, which follows no redirect and raises on no status."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    all_headers = dict(headers or {})
-    if token is not None:
-        all_headers["Authorization"] = f"Bearer {token}"
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
-    try:
-        connection.request(method, target, body=body, headers=all_headers)
-        response = connection.getresponse()
-        data = response.read()
-        reply_headers = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, reply_headers, data)
-    finally:
-        connection.close()
 
 
 @pytest.fixture

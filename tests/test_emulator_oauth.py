@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import logging
 import secrets
 import threading
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from emulator_http import REQUEST_TIMEOUT_S, Reply, call
 
 from astro_jupyter.emulator import (
     AUDIENCE,
@@ -31,43 +30,8 @@ from astro_jupyter.emulator import (
     follow_login_link,
 )
 
-# Bound on every HTTP call and thread join in these tests.
-TIMEOUT_S = 5
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-
-def call(
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-    token: str | None = None,
-) -> Reply:
-    """Send one request with http.client, which follows no redirect."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    all_headers = dict(headers or {})
-    if token is not None:
-        all_headers["Authorization"] = f"Bearer {token}"
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
-    try:
-        connection.request(method, target, body=body, headers=all_headers)
-        response = connection.getresponse()
-        data = response.read()
-        reply_headers = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, reply_headers, data)
-    finally:
-        connection.close()
+# Bound on every HTTP call and thread join in these tests, the same as call()'s.
+TIMEOUT_S = REQUEST_TIMEOUT_S
 
 
 def post_form(url: str, fields: dict[str, str]) -> Reply:

@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import ADA_EMAIL, ADA_WORKSPACE, read_config
+from conftest import ADA_EMAIL, ADA_WORKSPACE, read_config, whoami_fields
 
 from astro_jupyter.config_store import ConfigStore
 from astro_jupyter.credentials import CredentialSource
@@ -94,15 +94,6 @@ def cell_failure(cell: Any) -> tuple[str, str]:
     assert separator, f"the cell showed no error: {cell.outputs}"
     assert message.endswith("\n"), stderr
     return name, message.removesuffix("\n")
-
-
-def whoami_fields(output: str) -> dict[str, str]:
-    """Return the ``Label: value`` lines of ``%astro_whoami`` as a dict."""
-    fields = {}
-    for line in output.splitlines():
-        label, _, value = line.partition(":")
-        fields[label] = value.strip()
-    return fields
 
 
 def expiry_minutes(expires: str) -> int:

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import LinkFollower, port_is_free
 
 from astro_jupyter.config_store import ConfigStore, ContextRecord
-from astro_jupyter.emulator import Emulator, follow_login_link
+from astro_jupyter.emulator import Emulator
 from astro_jupyter.errors import (
     ApiError,
     CallbackError,
@@ -39,34 +40,10 @@ def options(emulator):
     )
 
 
-def _follow_when_waiting(flow: LoginFlow, **follow_args) -> list:
-    """Play the browser as soon as the flow shows its authorize URL."""
-    results: list = []
-
-    def on_event(event):
-        if event.authorize_url:
-            thread = threading.Thread(
-                target=lambda: results.append(follow_login_link(event.authorize_url, **follow_args))
-            )
-            thread.start()
-
-    flow.subscribe(on_event)
-    return results
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_link_login_saves_context(emulator, store, options):
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    _follow_when_waiting(flow)
-    result = flow.start().wait(20)
+    with LinkFollower(flow):
+        result = flow.start().wait(20)
 
     assert result.email == EMAIL
     assert not result.email_differs
@@ -84,8 +61,8 @@ def test_link_login_saves_context(emulator, store, options):
 
 def test_flow_steps_in_order(emulator, store, options):
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    _follow_when_waiting(flow)
-    flow.start().wait(20)
+    with LinkFollower(flow):
+        flow.start().wait(20)
     steps = [event.step for event in flow.events]
     assert steps == [
         LoginStep.AUTH_CONFIG,
@@ -104,8 +81,8 @@ def test_authorize_url_parameters(emulator, store, options):
     organization_id = emulator.add_organization("Acme", workspaces=("Only",))
     emulator.add_user("grace+astro@example.com", organizations=(organization_id,))
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email="grace+astro@example.com")
-    _follow_when_waiting(flow)
-    flow.start().wait(20)
+    with LinkFollower(flow):
+        flow.start().wait(20)
 
     url = flow.authorize_url
     assert url is not None
@@ -125,8 +102,8 @@ def test_authorize_url_parameters(emulator, store, options):
 def test_other_account_is_reported(emulator, store, options):
     emulator.set_approve_as("grace@example.com")
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    _follow_when_waiting(flow)
-    result = flow.start().wait(20)
+    with LinkFollower(flow):
+        result = flow.start().wait(20)
     assert result.email == "grace@example.com"
     assert result.requested_email == EMAIL
     assert result.email_differs
@@ -135,8 +112,7 @@ def test_other_account_is_reported(emulator, store, options):
 
 def test_deny_fails_and_saves_nothing(emulator, store, options, astro_config_path):
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    _follow_when_waiting(flow, approve=False)
-    with pytest.raises(CallbackError) as caught:
+    with LinkFollower(flow, approve=False), pytest.raises(CallbackError) as caught:
         flow.start().wait(20)
     assert caught.value.oauth_error == "access_denied"
     assert flow.step is LoginStep.FAILED
@@ -221,8 +197,7 @@ def test_server_faults_fail_cleanly(emulator, store, options, astro_config_path,
 def test_invalid_grant_at_exchange(emulator, store, options, astro_config_path):
     emulator.fail("token", status=400, body={"error": "invalid_grant", "error_description": "bad"})
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    _follow_when_waiting(flow)
-    with pytest.raises(OAuthError) as caught:
+    with LinkFollower(flow), pytest.raises(OAuthError) as caught:
         flow.start().wait(20)
     assert caught.value.oauth_error == "invalid_grant"
     assert "Token exchange failed" in str(caught.value)
@@ -280,12 +255,12 @@ def test_cancel_frees_port(emulator, store, options):
     flow.start()
     assert waiting.wait(10)
     port = int(urlsplit(parse_qs(urlsplit(flow.authorize_url).query)["redirect_uri"][0]).port)
-    assert not _port_is_free(port)
+    assert not port_is_free(port)
     flow.cancel()
     with pytest.raises(LoginCancelledError):
         flow.wait(5)
     assert flow.step is LoginStep.CANCELLED
-    assert _port_is_free(port)
+    assert port_is_free(port)
 
 
 def test_callback_timeout_frees_port(emulator, store):
@@ -295,7 +270,7 @@ def test_callback_timeout_frees_port(emulator, store):
     with pytest.raises(LoginTimeoutError):
         flow.start().wait(10)
     port = int(urlsplit(parse_qs(urlsplit(flow.authorize_url).query)["redirect_uri"][0]).port)
-    assert _port_is_free(port)
+    assert port_is_free(port)
 
 
 def test_busy_port_is_clear_error(emulator, store):
@@ -322,12 +297,12 @@ def test_broken_config_fails_before_browser(emulator, store, options, astro_conf
 def test_secrets_stay_out_of_events_logs_reprs(emulator, store, options, caplog):
     caplog.set_level(logging.DEBUG)
     flow = LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL)
-    followed = _follow_when_waiting(flow)
-    result = flow.start().wait(20)
+    with LinkFollower(flow) as browser:
+        result = flow.start().wait(20)
 
     texts = [repr(flow), repr(result), repr(store.read_context("localhost")), caplog.text]
     texts += [repr(event) for event in flow.events]
-    texts += [repr(item) for item in followed]
+    texts += [repr(item) for item in browser.results]
     secrets = emulator.issued_secrets()
     assert secrets
     for text in texts:

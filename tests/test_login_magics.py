@@ -8,29 +8,13 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from astro_jupyter.credentials import default_store
 from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
-
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "0")
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
-
-
-@pytest.fixture
-def shell():
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "astro_jupyter")
-    yield shell
-    InteractiveShell.clear_instance()
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 def test_token_login_prints_summary(shell, emulator, capsys, monkeypatch):

@@ -25,7 +25,6 @@ from ruamel.yaml import YAML
 from astro_jupyter.config_cache import SETTLE_WINDOW_NS
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token
-from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 RACER_COUNT = 16
@@ -105,13 +104,8 @@ class ProcessOutcome:
     stderr: str
 
 
-@pytest.fixture(autouse=True)
-def fresh_settings(emulator, monkeypatch):
-    """Point this process and every process it starts at the test's emulator."""
-    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", emulator.base_url)
-    AstroLogin.clear_instance()
-    yield
-    AstroLogin.clear_instance()
+# emulator_settings points this process and every process it starts at the test's emulator.
+pytestmark = pytest.mark.usefixtures("emulator_settings")
 
 
 @pytest.fixture
