@@ -142,7 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._respond(
                 200,
-                _page("Login complete", "You can close this tab and return to your notebook."),
+                _page(
+                    "Sign-in received",
+                    "Return to your notebook: it is finishing the login and shows the result. "
+                    "You can close this tab.",
+                ),
             )
 
     def _respond(self, status: int, body: bytes) -> None:
@@ -161,7 +165,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _LoopbackHttpServer(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
+    # SO_REUSEADDR lets a new login bind the port while connections of the
+    # previous one sit in TIME-WAIT (about 60 s on Linux). It does not let two
+    # servers listen at once, so a port held by another login still fails.
+    allow_reuse_address = True
 
     def __init__(self, port: int, owner: CallbackServer, expected_state: str) -> None:
         self.owner = owner
@@ -288,9 +295,11 @@ class CallbackServer:
             if outcome.ignored_reason:
                 continue
             if outcome.error:
-                detail = f": {outcome.error_description}" if outcome.error_description else ""
+                description = (outcome.error_description or "").rstrip(". ")
+                detail = f": {description}" if description else ""
                 raise CallbackError(
-                    f"Login failed: the browser came back with {outcome.error}{detail}.",
+                    f"Login failed: the browser came back with {outcome.error}{detail}. "
+                    "Run the login again to retry.",
                     step="Callback",
                     oauth_error=outcome.error,
                 )

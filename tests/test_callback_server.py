@@ -59,7 +59,7 @@ def test_redirect_uri_uses_localhost_and_bound_port(server):
 def test_success_page_tells_user_to_return(server):
     status, page = _get(server, f"/callback?code=c&state={STATE}")
     assert status == 200
-    assert "Login complete" in page
+    assert "Sign-in received" in page
     assert "c&state" not in page
 
 
@@ -189,3 +189,20 @@ def test_outcome_repr_hides_code():
     outcome = parse_callback_query(f"code=secret-code-value&state={STATE}", STATE)
     assert outcome.code == "secret-code-value"
     assert "secret-code-value" not in repr(outcome)
+
+
+def test_port_reusable_right_after_login():
+    # The browser's connection leaves the server side in TIME-WAIT after the
+    # server closes it; a second login on the same port must still bind.
+    first = CallbackServer(STATE, port=0).start()
+    port = first.port
+    thread = _get_later(first, f"/callback?code=c&state={STATE}", delay_s=0)
+    assert first.wait(5) == "c"
+    thread.join(5)
+    first.close()
+
+    with CallbackServer(STATE, port=port) as second:
+        assert second.port == port
+        thread = _get_later(second, f"/callback?code=again&state={STATE}", delay_s=0)
+        assert second.wait(5) == "again"
+        thread.join(5)
