@@ -19,7 +19,6 @@ import requests
 
 from .config_store import ConfigStore
 from .credentials import api_token_from_environment, default_store, get_token, renew_token
-from .domains import DEFAULT_DOMAIN
 from .errors import ApiError, InvalidInputError, NotLoggedInError
 from .http_client import (
     connection_failure_reason,
@@ -84,8 +83,8 @@ class AstroSession(requests.Session):
                     f"Not logged in to Astro: {self._store.path} names no current context; "
                     "run %astro_login (or `astro login` in a terminal)."
                 )
-            # An API token with no context in use: the Astro CLI's default domain.
-            name = DEFAULT_DOMAIN
+            # An API token with no context in use: the default domain, as in the Astro CLI.
+            name = settings.default_domain()
         self.domain = name
         self.organization_id = record.organization if record else None
         self.workspace_id = record.workspace if record else None

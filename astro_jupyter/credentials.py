@@ -258,7 +258,7 @@ def whoami(domain: str | None = None, *, store: ConfigStore | None = None) -> Id
             expires_at = None
         return Identity(
             email=None,
-            domain=name,
+            domain=name or AstroLogin.instance().default_domain(),
             organization=record.organization if record else None,
             workspace=record.workspace if record else None,
             expires_at=expires_at,

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "LOCAL_DOMAIN",
     "api_base_url",
+    "is_astro_cloud_domain",
     "context_key",
     "normalize_domain",
     "normalize_base_url",
@@ -74,6 +75,11 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         f"Unknown Astro domain {raw!r}: use one of {known} or a PR preview such as "
         "pr1234.astronomer-dev.io; for another control plane set AstroLogin.api_url."
     )
+
+
+def is_astro_cloud_domain(domain: str) -> bool:
+    """Tell whether a normalised domain is one of Astronomer's hosted control planes."""
+    return domain in _KNOWN_DOMAINS or bool(_PR_PREVIEW.match(domain))
 
 
 def api_base_url(domain: str) -> str:

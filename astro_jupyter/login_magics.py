@@ -21,7 +21,6 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from .domains import DEFAULT_DOMAIN
 from .errors import AstroJupyterError, InvalidInputError
 from .settings import AstroLogin
 
@@ -125,7 +124,7 @@ class AstroMagics(Magics):
 
         store = ConfigStore()
         domain = self.settings.resolve_domain(
-            args.domain or store.current_domain() or DEFAULT_DOMAIN
+            args.domain or store.current_domain() or self.settings.default_domain()
         )
         timeout_s = self.settings.callback_timeout_s if args.timeout is None else args.timeout
         if not timeout_s > 0:

@@ -13,20 +13,38 @@ import os
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import SingletonConfigurable
 
-from .domains import api_base_url, normalize_base_url, normalize_domain
+from .domains import (
+    DEFAULT_DOMAIN,
+    LOCAL_DOMAIN,
+    api_base_url,
+    is_astro_cloud_domain,
+    normalize_base_url,
+    normalize_domain,
+)
 from .errors import InvalidInputError
 
 __all__ = ["AstroLogin"]
 
 
-def _env_int(name: str, fallback: int) -> int:
+def _env_port(name: str, fallback: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return fallback
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise InvalidInputError(
+            f"Invalid ${name} {raw!r}: expected a TCP port from 0 to 65535; fix or unset it."
+        )
+    return int(raw)
+
+
+def _env_base_url(name: str) -> str:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
     try:
-        return int(raw)
-    except ValueError:
-        raise TraitError(f"{name}={raw!r} is not a whole number.") from None
+        return normalize_base_url(raw)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"Invalid ${name}: {error} Fix or unset it.") from None
 
 
 class AstroLogin(SingletonConfigurable):
@@ -64,13 +82,14 @@ class AstroLogin(SingletonConfigurable):
         ),
     ).tag(config=True)
 
+    # Dynamic defaults skip the @validate hooks, so the environment is checked here.
     @default("api_url")
     def _default_api_url(self) -> str:
-        return os.environ.get("ASTRO_JUPYTER_API_URL", "").strip()
+        return _env_base_url("ASTRO_JUPYTER_API_URL")
 
     @default("callback_port")
     def _default_callback_port(self) -> int:
-        return _env_int("ASTRO_JUPYTER_CALLBACK_PORT", 12345)
+        return _env_port("ASTRO_JUPYTER_CALLBACK_PORT", 12345)
 
     @validate("api_url")
     def _validate_api_url(self, proposal: dict) -> str:
@@ -100,6 +119,31 @@ class AstroLogin(SingletonConfigurable):
         """Normalise a domain; any well-formed host name is allowed when ``api_url`` is set."""
         return normalize_domain(text, allow_unknown=bool(self.api_url))
 
+    def default_domain(self) -> str:
+        """Return the domain to use when none is given or current.
+
+        That is ``astronomer.io``, or ``localhost`` (the Astro CLI's name for a
+        local control plane) when ``api_url`` points elsewhere.
+        """
+        return LOCAL_DOMAIN if self.api_url else DEFAULT_DOMAIN
+
     def api_base_url_for(self, domain: str) -> str:
-        """Return ``api_url`` when set, else the domain's own API base URL."""
-        return self.api_url or api_base_url(domain)
+        """Return ``api_url`` when set, else the domain's own API base URL.
+
+        Raises
+        ------
+        InvalidInputError
+            ``api_url`` is set but ``domain`` is one of Astronomer's hosted
+            control planes with another API. Sending that context's tokens to
+            another server, or saving another server's login under its name,
+            would break the Astro CLI's login for it.
+        """
+        if not self.api_url:
+            return api_base_url(domain)
+        if is_astro_cloud_domain(domain) and self.api_url != api_base_url(domain):
+            raise InvalidInputError(
+                f"AstroLogin.api_url is {self.api_url}, which is not the API of {domain}: use "
+                "it with a domain of its own, e.g. %astro_login localhost, or clear it with "
+                "%config AstroLogin.api_url = '' (and unset $ASTRO_JUPYTER_API_URL)."
+            )
+        return self.api_url

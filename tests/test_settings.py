@@ -1,0 +1,101 @@
+"""Tests of the AstroLogin settings: environment defaults and the API URL guard."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from IPython.core.error import UsageError
+
+from astro_jupyter.config_store import ConfigStore, ContextRecord
+from astro_jupyter.credentials import get_token
+from astro_jupyter.errors import InvalidInputError
+from astro_jupyter.settings import AstroLogin
+
+
+@pytest.mark.parametrize("value", ["99999", "-5", "abc", "12.5"])
+def test_bad_callback_port_env(monkeypatch, value):
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", value)
+    with pytest.raises(InvalidInputError) as caught:
+        AstroLogin.instance().callback_port  # noqa: B018 - reading the trait runs the check
+    message = str(caught.value)
+    assert "$ASTRO_JUPYTER_CALLBACK_PORT" in message
+    assert repr(value) in message
+    assert "0 to 65535" in message
+
+
+def test_callback_port_env_and_default(monkeypatch):
+    assert AstroLogin.instance().callback_port == 12345
+    AstroLogin.clear_instance()
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "0")
+    assert AstroLogin.instance().callback_port == 0
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:18080", "ftp://127.0.0.1/", "http://"])
+def test_bad_api_url_env(monkeypatch, value):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", value)
+    with pytest.raises(InvalidInputError) as caught:
+        AstroLogin.instance().api_url  # noqa: B018 - reading the trait runs the check
+    assert "Invalid $ASTRO_JUPYTER_API_URL" in str(caught.value)
+
+
+def test_api_url_env_normalised(monkeypatch):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", " http://127.0.0.1:8888 ")
+    assert AstroLogin.instance().api_url == "http://127.0.0.1:8888/"
+
+
+def test_default_domain_follows_api_url(monkeypatch):
+    assert AstroLogin.instance().default_domain() == "astronomer.io"
+    AstroLogin.instance().api_url = "http://127.0.0.1:8888/"
+    assert AstroLogin.instance().default_domain() == "localhost"
+
+
+@pytest.mark.parametrize(
+    "domain", ["astronomer.io", "astronomer-dev.io", "pr1234.astronomer-dev.io"]
+)
+def test_api_url_refused_for_cloud_domains(domain):
+    settings = AstroLogin.instance()
+    settings.api_url = "http://127.0.0.1:8888/"
+    with pytest.raises(InvalidInputError) as caught:
+        settings.api_base_url_for(domain)
+    assert f"not the API of {domain}" in str(caught.value)
+
+
+def test_api_url_allowed_for_own_domains():
+    settings = AstroLogin.instance()
+    settings.api_url = "http://127.0.0.1:8888/"
+    assert settings.api_base_url_for("localhost") == "http://127.0.0.1:8888/"
+    assert settings.api_base_url_for("control-plane.test") == "http://127.0.0.1:8888/"
+    settings.api_url = "https://api.astronomer.io/"
+    assert settings.api_base_url_for("astronomer.io") == "https://api.astronomer.io/"
+
+
+@pytest.mark.usefixtures("emulator_settings")
+def test_login_without_domain_uses_localhost(shell, emulator, capsys, monkeypatch):
+    monkeypatch.setattr("builtins.input", lambda prompt="": "1")
+    shell.run_line_magic("astro_login", f"-t {emulator.mint_access_token('ada@example.com')}")
+    assert "Logged in to localhost as ada@example.com." in capsys.readouterr().out
+    assert ConfigStore().read_context("astronomer.io") is None
+
+
+@pytest.mark.usefixtures("emulator_settings")
+def test_cloud_context_never_sent_to_api_url(shell, emulator, astro_config_path):
+    store = ConfigStore(astro_config_path)
+    store.save_login(
+        ContextRecord(
+            domain="astronomer.io",
+            token="real-access-token",
+            refresh_token="real-refresh-token",
+            expires_at=datetime.now(timezone.utc) + timedelta(minutes=1),
+            user_email="ada@example.com",
+        )
+    )
+    before = astro_config_path.read_bytes()
+
+    with pytest.raises(InvalidInputError, match="not the API of astronomer.io"):
+        get_token(store=store)
+    with pytest.raises(UsageError, match="not the API of astronomer.io"):
+        shell.run_line_magic("astro_login", "-e ada@example.com -l")
+
+    assert emulator.requests == []
+    assert astro_config_path.read_bytes() == before
