@@ -174,8 +174,9 @@ class AstroSession(requests.Session):
         chosen = organization_id or self.organization_id
         if not chosen:
             raise InvalidInputError(
-                f"No organization is selected for {self.domain}; pass organization_id or "
-                "log in again with %astro_login."
+                f"No organization is saved for {self.domain}, and an API token alone does not "
+                f"name one; log in with %astro_login {self.domain}, or in Python pass "
+                "organization_id= (see list_organizations())."
             )
         return chosen
 

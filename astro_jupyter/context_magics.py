@@ -9,14 +9,16 @@ loading the extension stays cheap.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import AstroJupyterError, InvalidInputError
+from .magic_parsing import parse_magic_arguments
 from .settings import AstroLogin
 
 __all__ = ["ContextMagics"]
@@ -49,7 +51,7 @@ class ContextMagics(Magics):
         Logged out of astronomer.io: its token, refresh token and email are blanked in
         /home/ada/.astro/config.yaml, for the Astro CLI too.
         """
-        args = parse_argstring(self.astro_logout, line)
+        args = parse_magic_arguments(self.astro_logout, line)
         try:
             from .credentials import default_store
 
@@ -86,7 +88,7 @@ class ContextMagics(Magics):
         Expires:      2026-12-04 22:47 UTC (in 47 minutes)
         Credentials:  a refreshable login saved in config.yaml
         """
-        args = parse_argstring(self.astro_whoami, line)
+        args = parse_magic_arguments(self.astro_whoami, line)
         try:
             from .credentials import whoami
 
@@ -122,7 +124,7 @@ class ContextMagics(Magics):
         In [2]: %astro_context switch localhost
         Current context: localhost (for the Astro CLI too).
         """
-        args = parse_argstring(self.astro_context, line)
+        args = parse_magic_arguments(self.astro_context, line)
         try:
             from .credentials import default_store
 
@@ -147,6 +149,8 @@ class ContextMagics(Magics):
         if not records:
             print(f"No Astro contexts in {store.path}; log in with %astro_login.")
             return
+        if os.environ.get("ASTRO_DOMAIN", "").strip():
+            print(f"The current context is {current}, set by $ASTRO_DOMAIN over config.yaml.")
         width = max(len(record.domain) for record in records)
         email_width = max(len(record.user_email or "-") for record in records)
         for record in records:
@@ -181,7 +185,7 @@ class ContextMagics(Magics):
         In [2]: %astro_workspace switch Analytics
         Workspace: Analytics (clx0ws2)
         """
-        args = parse_argstring(self.astro_workspace, line)
+        args = parse_magic_arguments(self.astro_workspace, line)
         try:
             from .api_session import AstroSession
             from .credentials import default_store

@@ -118,6 +118,10 @@ def _resolve_domain(domain: str | None) -> str | None:
 
 def _read_login(store: ConfigStore, domain: str | None) -> tuple[str, ContextRecord]:
     name, record = store.read_login(domain)
+    if not name and not store.path.exists():
+        raise NotLoggedInError(
+            f"Not logged in to Astro: {store.path} does not exist yet; {_login_hint(None)}."
+        )
     if not name:
         raise NotLoggedInError(
             f"Not logged in to Astro: {store.path} names no current context; {_login_hint(None)}."
@@ -221,8 +225,9 @@ def _refresh(store: ConfigStore, name: str, refresh_token: str) -> str:
         except Exception as error:
             if is_invalid_grant(error):
                 raise NotLoggedInError(
-                    f"The Astro login for {name} has expired and could not be renewed "
-                    f"(invalid_grant); {_login_hint(name)}.",
+                    f"The Astro login for {name} could not be renewed: the server rejected its "
+                    f"refresh token (invalid_grant), which expired or was revoked; "
+                    f"{_login_hint(name)}.",
                     step="Token refresh",
                     oauth_error="invalid_grant",
                 ) from None

@@ -29,6 +29,7 @@ def validate_email(text: str) -> str:
     well_formed = (
         at
         and local
+        and "@" not in local
         and "." in domain.strip(".")
         and not domain.startswith(".")
         and not domain.endswith(".")

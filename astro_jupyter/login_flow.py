@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 _TOKEN_LOGIN_DEFAULT_LIFETIME = timedelta(hours=1)
 
 
+def _without_bearer_scheme(token: str) -> str:
+    """Strip spaces and a ``Bearer `` prefix, which users copy from config.yaml with the token."""
+    token = token.strip()
+    scheme, _, rest = token.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else token
+
+
 @dataclass
 class _Secrets:
     """Values that must live only as long as the login; kept out of every repr."""
@@ -79,10 +86,11 @@ class LoginFlow:
         self.options = options
         self.mode = mode
         self._store = store
-        self._secrets = _Secrets(token=token)
         self._requested_email = validate_email(email or "") if mode is not LoginMode.TOKEN else None
         if mode is LoginMode.TOKEN:
-            read_claims(token or "")
+            token = _without_bearer_scheme(token or "")
+            read_claims(token)
+        self._secrets = _Secrets(token=token)
 
         self._listeners: list[Callable[[LoginEvent], None]] = []
         self._events: list[LoginEvent] = []

@@ -1,7 +1,7 @@
 """The ``%astro_login`` magic: a text view over :class:`~astro_jupyter.login_flow.LoginFlow`.
 
 The magic parses its arguments, prompts for what is missing (email, token) where
-the frontend can prompt, starts one login flow, shows the sign-in link, and
+the frontend can prompt, starts one login flow and shows the sign-in link. It
 waits on the kernel's main thread, so a kernel interrupt cancels the login and
 frees the callback port. Every expected failure is shown as a one-line
 ``UsageError``; anything else keeps its traceback.
@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .errors import AstroJupyterError, InvalidInputError
+from .magic_parsing import parse_magic_arguments
 from .settings import AstroLogin
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class AstroMagics(Magics):
         In [5]: %astro_login -e not-an-email
         UsageError: Invalid email 'not-an-email': expected an address such as name@example.com.
         """
-        args = parse_argstring(self.astro_login, line)
+        args = parse_magic_arguments(self.astro_login, line)
         try:
             self._login(args)
         except AstroJupyterError as error:
@@ -265,7 +266,7 @@ class AstroMagics(Magics):
         elif not result.workspaces:
             print(
                 "Workspace: none; this organization has no workspace yet. Create one in the "
-                "Astro UI, then select it with `astro workspace switch`."
+                "Astro UI, then select it with %astro_workspace switch NAME."
             )
         if os.environ.get("ASTRO_API_TOKEN", "").strip():
             print(
@@ -284,7 +285,10 @@ class AstroMagics(Magics):
             for number, workspace in enumerate(result.workspaces, start=1)
         )
         print(f"This organization has {len(result.workspaces)} workspaces:\n{listing}")
-        how_later = "Select one later with `astro workspace switch ID`."
+        how_later = (
+            "Select one later with %astro_workspace switch NAME "
+            "(or `astro workspace switch` in a terminal)."
+        )
         if not self._can_prompt():
             print(f"Workspace: none selected. {how_later}")
             return
@@ -294,7 +298,12 @@ class AstroMagics(Magics):
             print(f"Workspace: none selected. {how_later}")
             return
         if not answer.isdigit() or not 1 <= int(answer) <= len(result.workspaces):
-            print(f"Workspace: none selected ({answer!r} is not in the list). {how_later}")
+            # The input is not echoed, because a token pasted here by mistake
+            # must not be printed into the notebook.
+            print(
+                f"Workspace: none selected (the answer is not a number from 1 to "
+                f"{len(result.workspaces)}). {how_later}"
+            )
             return
         chosen = result.workspaces[int(answer) - 1]
         store.update_context(result.domain, workspace=chosen.id, last_used_workspace=chosen.id)

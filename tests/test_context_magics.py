@@ -91,6 +91,18 @@ def test_workspace_list_and_switch(shell, logged_in, capsys):
     assert f"* {target.name}" in capsys.readouterr().out
 
 
+def test_workspace_switch_quoted_name(shell, logged_in):
+    target = next(workspace for workspace in logged_in.workspaces if " " in workspace.name)
+    shell.run_line_magic("astro_workspace", f"switch '{target.name}'")
+    assert default_store().read_context("localhost").workspace == target.id
+
+
+def test_context_names_astro_domain(shell, logged_in, capsys, monkeypatch):
+    monkeypatch.setenv("ASTRO_DOMAIN", "localhost")
+    shell.run_line_magic("astro_context", "")
+    assert "set by $ASTRO_DOMAIN" in capsys.readouterr().out
+
+
 def test_workspace_switch_unknown(shell, logged_in):
     with pytest.raises(UsageError, match="No workspace 'Nope'"):
         shell.run_line_magic("astro_workspace", "switch Nope")

@@ -75,6 +75,7 @@ def test_no_config_means_not_logged_in(store):
     with pytest.raises(NotLoggedInError) as caught:
         get_token()
     assert "%astro_login" in str(caught.value)
+    assert "does not exist yet" in str(caught.value)
     with pytest.raises(NotLoggedInError):
         whoami()
 

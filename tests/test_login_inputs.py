@@ -26,7 +26,7 @@ def test_valid_emails_pass(email):
 @pytest.mark.parametrize(
     "email",
     ["", "   ", "ada", "ada@", "@example.com", "ada@localhost", "ada @example.com",
-     "ada@example.com.", "a@" + "b" * 250 + ".com", "ada\n@example.com"],
+     "ada@example.com.", "a@" + "b" * 250 + ".com", "ada\n@example.com", "ada@@example.com"],
 )
 def test_invalid_emails_rejected(email):
     with pytest.raises(InvalidInputError):

@@ -91,3 +91,27 @@ def test_help_lists_options(shell):
     help_text = shell.find_line_magic("astro_login").__doc__
     for option in ("-e EMAIL", "-l", "-t [TOKEN]", "--timeout SECONDS", "--no-widget"):
         assert option in help_text
+
+
+def test_quoted_values_are_unquoted(shell, emulator, capsys, astro_config_path):
+    shell.run_line_magic(
+        "astro_login", f"'localhost' -t \"{emulator.mint_access_token(EMAIL)}\""
+    )
+    assert "Logged in to localhost as ada@example.com." in capsys.readouterr().out
+
+
+def test_bearer_prefix_accepted(shell, emulator, capsys):
+    shell.run_line_magic(
+        "astro_login", f"localhost -t 'Bearer {emulator.mint_access_token(EMAIL)}'"
+    )
+    assert "Logged in to localhost as ada@example.com." in capsys.readouterr().out
+
+
+def test_workspace_prompt_does_not_echo(shell, emulator, capsys, monkeypatch):
+    pasted = emulator.mint_access_token(EMAIL)
+    monkeypatch.setattr("builtins.input", lambda prompt="": pasted)
+    shell.run_line_magic("astro_login", f"localhost -t {emulator.mint_access_token(EMAIL)}")
+    out = capsys.readouterr().out
+    assert "the answer is not a number from 1 to 2" in out
+    assert pasted not in out
+    assert "%astro_workspace switch NAME" in out
