@@ -44,6 +44,8 @@ API_TOKEN_ENV = "ASTRO_API_TOKEN"
 
 # Refresh this long before the stored expiry, so a token handed out is still
 # valid for the request the caller is about to make.
+# NOTE: a token whose whole lifetime is under this margin (only seen with a
+# local control plane set up that way) is refreshed on every call.
 REFRESH_MARGIN = timedelta(minutes=5)
 
 

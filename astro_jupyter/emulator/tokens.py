@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import jwt
 from .state import User
@@ -77,7 +77,7 @@ class _Family:
     user: User
     client_id: str
     scope: str
-    current_refresh_token: str | None = None
+    current_refresh_token: str | None = field(default=None, repr=False)
     revoked: bool = False
 
 
