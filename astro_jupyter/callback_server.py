@@ -7,7 +7,7 @@ and is otherwise ignored, so a stray or forged request can neither finish nor
 abort the login. The waiting side reads outcomes from a queue that a cancel
 or a pasted redirect URL can also feed.
 
-It knows nothing of tokens: it hands back the authorization code and stops.
+It handles no tokens: it returns the authorization code and stops.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ def validate_email(text: str) -> str:
         and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in email)
     )
     if not well_formed:
-        shown = email if len(email) <= 80 else email[:77] + "..."
+        excerpt = email if len(email) <= 80 else email[:77] + "..."
         raise InvalidInputError(
-            f"Invalid email {shown!r}: expected an address such as name@example.com."
+            f"Invalid email {excerpt!r}: expected an address such as name@example.com."
         )
     return email

@@ -1,9 +1,9 @@
 """Reading the claims of a JWT-shaped access token without trusting them.
 
-A token pasted for token login is checked for its shape and its ``exp`` is
-read so the stored expiry is right; the signature is not verified here because
-the Astro API verifies every request it receives. Nothing read from the claims
-is used to decide who the user is.
+A token pasted for token login is checked for its shape, and its ``exp`` is
+read so that the stored expiry is right. The signature is not verified here,
+because the Astro API verifies every request it receives. Nothing read from the
+claims is used to decide who the user is.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Opening the sign-in page in a browser on the kernel's own machine, when that makes sense.
 
-A kernel on a remote JupyterHub or a headless server must not open a browser
-(it would open on the server, where the user cannot see it), and a console browser such
-as lynx must never start inside a kernel, where it would hang waiting for a
-terminal. In those cases the caller only shows the link.
+A kernel on a remote JupyterHub or a headless server must not open a browser,
+because it would open on the server, where the user cannot see it. A console
+browser such as lynx must never start inside a kernel, where it would hang
+waiting for a terminal. In those cases the caller only shows the link.
 """
 
 from __future__ import annotations

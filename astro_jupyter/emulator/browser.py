@@ -1,6 +1,6 @@
 """A scripted browser that opens a printed login link and submits the approval form.
 
-``follow_login_link`` stands in for a person in tests and in the demo: it
+``follow_login_link`` plays the part of a person in tests and in the demo: it
 opens the authorize URL, approves or denies on the emulator's approval page,
 and follows every redirect, including the one to the loopback callback. It
 connects only to loopback addresses and names ``localhost`` itself, so it never

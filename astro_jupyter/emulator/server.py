@@ -4,7 +4,7 @@ The server binds a loopback address only and handles each request in its own
 thread. Before a handler runs, an injected fault for its endpoint may delay the
 response or replace it. Requests are logged at DEBUG with method, path and
 status only, because queries and bodies carry codes and tokens; the request
-line is never logged. The server holds no login state itself: ``Backend`` does.
+line is never logged. The server keeps no login state itself: ``Backend`` does.
 """
 
 from __future__ import annotations
