@@ -157,10 +157,14 @@ class AstroSession(requests.Session):
         for _page in range(_MAX_PAGES):
             page_params = {**(params or {}), "limit": _PAGE_SIZE, "offset": offset}
             with self.get(path, params=page_params) as response:
-                body = response.json()
+                body = json_body_or_none(response)
             page = body.get(key) if isinstance(body, dict) else None
             if not isinstance(page, list):
-                raise ApiError(f"GET {path} failed: the response has no {key!r} list.", step=path)
+                raise ApiError(
+                    f"GET {path} failed: the response is not JSON with a {key!r} list; check "
+                    "the API URL.",
+                    step=path,
+                )
             items.extend(page)
             offset += len(page)
             total = body.get("totalCount")

@@ -1,19 +1,21 @@
 """Access to the Astro CLI's config file: cached reads and locked, atomic changes.
 
-``ConfigFileAccess`` parses ``config.yaml`` at most once per version of the
-file (see ``config_cache``), reads it under the CLI's lock on
-``config.yaml.lock`` when it can, and applies a change to the parsed document
-under that lock before replacing the file atomically. It also holds the
-renewal lock on ``config.yaml.renew.lock`` that serialises token refreshes.
+``ConfigFileAccess`` parses ``config.yaml`` once per version of the file, once
+that version is a few seconds old (see ``config_cache``). It reads the file
+under the CLI's lock on ``config.yaml.lock`` when it can, and applies a change
+to the parsed document under that lock before replacing the file atomically.
+It also takes the renewal lock on ``config.yaml.renew.lock`` that serialises
+token refreshes.
 ``config_path`` resolves the file's path as the CLI does.
 
-This module does not know which keys hold a login: ``config_store`` builds
+This module does not know which keys contain a login: ``config_store`` builds
 the login API on top of it.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -76,6 +78,9 @@ class ConfigFileAccess:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
         self._cache = ParsedFileCache()
+        # SHA-256 digests of refresh tokens this process spent without saving
+        # what replaced them; sending one again would only be rejected.
+        self._spent_refresh_digests: set[str] = set()
 
     @property
     def lock_path(self) -> Path:
@@ -147,14 +152,32 @@ class ConfigFileAccess:
         self._cache.store(signature, document)
         return document
 
-    def _modify(self, change: Callable[[CommentedMap], None]) -> None:
+    def mark_refresh_token_spent(self, refresh_token: str) -> None:
+        """Remember that ``refresh_token`` was spent, keeping only its digest."""
+        self._spent_refresh_digests.add(hashlib.sha256(refresh_token.encode()).hexdigest())
+
+    def is_refresh_token_spent(self, refresh_token: str) -> bool:
+        """Tell whether :meth:`mark_refresh_token_spent` was called for ``refresh_token``."""
+        return hashlib.sha256(refresh_token.encode()).hexdigest() in self._spent_refresh_digests
+
+    def forget_cached(self) -> None:
+        """Drop the parsed file, so the next read parses it again.
+
+        Callers about to spend a refresh token use this, because a file
+        system with coarse file times can keep a signature across two writes.
+        """
+        self._cache.clear()
+
+    def _modify(
+        self, change: Callable[[CommentedMap], None], lock_timeout_s: float | None = None
+    ) -> None:
         if not self.path.parent.is_dir() and not _changes_empty_file(change, self.path):
             # A logout with no file leaves no folder and lock file behind.
             log.debug("left %s missing", self.path)
             return
 
         ensure_folder(self.path.parent)
-        with self._config_lock():
+        with self._config_lock(lock_timeout_s):
             text = read_text(self.path)
             document = load_document(text or "", self.path)
             before = document.dump()
@@ -167,10 +190,10 @@ class ConfigFileAccess:
             replace_atomically(self.path, after)
         log.debug("wrote %s", self.path)
 
-    def _config_lock(self) -> AbstractContextManager[None]:
+    def _config_lock(self, timeout_s: float | None = None) -> AbstractContextManager[None]:
         return hold_lock(
             self.lock_path,
-            self.lock_timeout_s,
+            self.lock_timeout_s if timeout_s is None else timeout_s,
             holder="another process, maybe `astro`, is writing the config",
         )
 

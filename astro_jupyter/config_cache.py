@@ -6,10 +6,12 @@ records read from it, keyed by the file's signature (device, inode, size,
 modification and change times). Any write, in place like the Astro CLI's or by
 rename like ours, changes that signature, and the next read parses again.
 
-File times on Linux advance in coarse steps (one timer tick, a few
-milliseconds), so two in-place writes of the same size within one step can
-leave the same signature. A file modified within the last
-:data:`SETTLE_WINDOW_NS` is therefore never cached.
+File times advance in coarse steps: one timer tick (a few milliseconds) on
+Linux file systems, and whole seconds (two on FAT) on some network and older
+file systems. Two in-place writes of the same size within one step can leave
+the same signature, so a file modified within the last
+:data:`SETTLE_WINDOW_NS` is never cached. Code about to spend a refresh token
+drops the cache first in any case.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any, NamedTuple, TypeVar
 
 __all__ = ["FileSignature", "ParsedFileCache", "SETTLE_WINDOW_NS", "file_signature"]
 
-# Well above the coarsest file-time step of common Linux file systems (10 ms at HZ=100).
-SETTLE_WINDOW_NS = 50_000_000
+# Longer than the coarsest common file-time step (FAT's two seconds). The cost
+# is a parse per read for that long after each write.
+SETTLE_WINDOW_NS = 2_500_000_000
 
 _Value = TypeVar("_Value")
 

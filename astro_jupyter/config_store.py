@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +304,62 @@ class ConfigStore(ConfigFileAccess):
                 write_field(context, name, value)
 
         self._modify(change)
+
+    def save_refreshed_tokens(
+        self,
+        domain: str,
+        *,
+        spent_refresh_token: str,
+        token: str,
+        refresh_token: str | None,
+        expires_at: datetime,
+        lock_timeout_s: float | None = None,
+    ) -> bool:
+        """Write the tokens of a refresh, unless the login changed during the refresh.
+
+        The write happens only while the stored login of ``domain`` still has
+        ``spent_refresh_token``. A logout or a new login that landed while the
+        refresh request was under way therefore wins, and nothing is written.
+
+        Returns
+        -------
+        bool
+            Whether the tokens were written.
+
+        Raises
+        ------
+        ConfigError
+            The file cannot be read, parsed or written. It is then unchanged.
+        ConfigLockTimeoutError
+            The config lock was held for longer than ``lock_timeout_s``
+            (default: the store's ``lock_timeout_s``).
+        """
+        changes = {"token": token, "refresh_token": refresh_token, "expires_at": expires_at}
+        check_values(changes)
+        domain = _check_domain(domain)
+        written = False
+
+        def change(root: CommentedMap) -> None:
+            nonlocal written
+            contexts = existing_contexts(root, self.path)
+            context = None if contexts is None else find_context(contexts, domain, self.path)
+            stored = None if context is None else record_from_context(domain, context, self.path)
+            if context is None or not has_token_key(context):
+                login = self._credentials.login(domain, stored)
+                if login is None or login.refresh_token != spent_refresh_token:
+                    return
+                changed = dataclasses.replace(login, **changes)
+                write_record(root, changed, self.path, make_current=False)
+                written = True
+                return
+            if stored is None or stored.refresh_token != spent_refresh_token:
+                return
+            for name, value in changes.items():
+                write_field(context, name, value)
+            written = True
+
+        self._modify(change, lock_timeout_s)
+        return written
 
     def set_current_context(self, domain: str) -> None:
         """Make ``domain`` the current context, as ``astro context switch`` does.

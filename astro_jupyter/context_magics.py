@@ -135,6 +135,12 @@ class ContextMagics(Magics):
                 domain = self.settings.resolve_domain(args.domain)
                 store.set_current_context(domain)
                 print(f"Current context: {domain} (for the Astro CLI too).")
+                overriding = os.environ.get("ASTRO_DOMAIN", "").strip()
+                if overriding:
+                    print(
+                        f"Note: $ASTRO_DOMAIN={overriding} still chooses the context in this "
+                        "kernel and for the CLI; unset it to use the switch."
+                    )
                 return
             if args.domain:
                 raise InvalidInputError(

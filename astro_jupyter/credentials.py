@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from .config_context import SOURCE_CREDENTIALS_FILE
 from .config_store import ConfigStore, ContextRecord, config_path
-from .errors import InvalidInputError, NotLoggedInError
+from .errors import ConfigError, ConfigLockTimeoutError, InvalidInputError, NotLoggedInError
 from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
 from .oauth_client import fetch_auth_config, is_invalid_grant, refresh_tokens
@@ -47,6 +47,9 @@ API_TOKEN_ENV = "ASTRO_API_TOKEN"
 # NOTE: a token whose whole lifetime is under this margin (only seen with a
 # local control plane set up that way) is refreshed on every call.
 REFRESH_MARGIN = timedelta(minutes=5)
+
+# How long a save after a refresh waits for the config lock, in seconds.
+_SAVE_AFTER_REFRESH_WAIT_S = 60.0
 
 
 class CredentialSource(enum.Enum):
@@ -106,6 +109,11 @@ def default_store() -> ConfigStore:
 def api_token_from_environment() -> str | None:
     """Return ``$ASTRO_API_TOKEN`` stripped, or None when it is unset or blank."""
     token = os.environ.get(API_TOKEN_ENV, "").strip()
+    if any(character.isspace() or not character.isprintable() for character in token):
+        raise InvalidInputError(
+            f"${API_TOKEN_ENV} contains spaces, line breaks or control characters; set it to "
+            "the token alone, on one line."
+        )
     return token or None
 
 
@@ -200,26 +208,62 @@ def renew_token(
     return _refresh_under_lock(store, name, rejected_token=rejected_token)
 
 
+def _renewal_wait_s(store: ConfigStore, settings: AstroLogin) -> float:
+    # The holder of the renewal lock may spend two requests (auth config and
+    # token) of up to http_timeout_s each, plus retries, before it lets go.
+    return max(store.lock_timeout_s, 2 * settings.http_timeout_s + 10)
+
+
 def _refresh_under_lock(store: ConfigStore, name: str, rejected_token: str | None) -> str:
-    with store.renewal_lock():
-        name, record = _read_login(store, name)
-        if rejected_token is None:
-            if _is_fresh(record, datetime.now(timezone.utc)):
-                log.debug("another process refreshed the token of %s", name)
-                return record.token or ""
-        elif record.token != rejected_token:
-            log.debug("another process replaced the rejected token of %s", name)
-            return record.token or ""
-        if not record.refresh_token:
-            raise NotLoggedInError(
-                f"The Astro login for {name} has expired and has no refresh token; "
-                f"{_login_hint(name)}."
-            )
-        return _refresh(store, name, record.refresh_token)
-
-
-def _refresh(store: ConfigStore, name: str, refresh_token: str) -> str:
     settings = AstroLogin.instance()
+    try:
+        with store.renewal_lock(_renewal_wait_s(store, settings)):
+            return _refresh_locked(store, settings, name, rejected_token)
+    except ConfigLockTimeoutError as error:
+        if error.path != str(store.renewal_lock_path):
+            raise
+        # Another process is still refreshing. A token that has not expired
+        # is still usable, so only a dead one is an error.
+        name, record = _read_login(store, name)
+        now = datetime.now(timezone.utc)
+        if record.token != rejected_token and record.expires_at and record.expires_at > now:
+            return record.token or ""
+        raise
+
+
+def _refresh_locked(
+    store: ConfigStore, settings: AstroLogin, name: str, rejected_token: str | None
+) -> str:
+    # Parse the file afresh: on a file system with coarse file times, the
+    # cache could still show a refresh token another process already spent.
+    store.forget_cached()
+    name, record = _read_login(store, name)
+    now = datetime.now(timezone.utc)
+    if rejected_token is None:
+        if _is_fresh(record, now):
+            log.debug("another process refreshed the token of %s", name)
+            return record.token or ""
+    elif record.token != rejected_token:
+        log.debug("another process replaced the rejected token of %s", name)
+        return record.token or ""
+
+    if record.refresh_token and store.is_refresh_token_spent(record.refresh_token):
+        raise NotLoggedInError(
+            f"The saved refresh token for {name} was already spent by a renewal whose result "
+            f"could not be saved; {_login_hint(name)}."
+        )
+    if not record.refresh_token:
+        # A token login cannot be renewed, but it works until it really expires.
+        if rejected_token is None and record.expires_at and record.expires_at > now:
+            return record.token or ""
+        raise NotLoggedInError(
+            f"The Astro login for {name} has expired and has no refresh token; "
+            f"{_login_hint(name)}."
+        )
+    return _refresh(store, settings, name, record.refresh_token)
+
+
+def _refresh(store: ConfigStore, settings: AstroLogin, name: str, refresh_token: str) -> str:
     with HttpClient(timeout_s=settings.http_timeout_s) as http:
         config = fetch_auth_config(http, settings.api_base_url_for(name))
         try:
@@ -235,12 +279,32 @@ def _refresh(store: ConfigStore, name: str, refresh_token: str) -> str:
                 ) from None
             raise
 
-    store.update_context(
-        name,
-        token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=tokens.expires_at,
-    )
+    try:
+        # The old refresh token is spent now, so saving the new one is worth
+        # a longer wait than an ordinary write.
+        written = store.save_refreshed_tokens(
+            name,
+            spent_refresh_token=refresh_token,
+            token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            lock_timeout_s=max(store.lock_timeout_s, _SAVE_AFTER_REFRESH_WAIT_S),
+        )
+    except ConfigError as error:
+        store.mark_refresh_token_spent(refresh_token)
+        log.warning("refreshed the token of %s but could not save it: %s", name, error)
+        raise ConfigError(
+            f"The Astro login for {name} was renewed, but saving it failed: {error} "
+            f"The old refresh token is spent, so {_login_hint(name)} once the file can be "
+            "written.",
+            path=str(store.path),
+        ) from None
+
+    if not written:
+        # A logout or a new login landed during the request, and it wins.
+        log.info("the login of %s changed during a refresh; keeping the new state", name)
+        name, record = _read_login(store, name)
+        return record.token or ""
     log.info("refreshed the access token of %s", name)
     return tokens.access_token
 

@@ -118,7 +118,10 @@ class HttpClient:
             status_forcelist=(502, 503, 504),
             allowed_methods=frozenset({"GET"}),
             raise_on_status=False,
-            respect_retry_after_header=True,
+            # urllib3 2.x honours Retry-After up to six hours per retry
+            # (Retry.DEFAULT_RETRY_AFTER_MAX), far beyond the request timeout,
+            # so the short backoff is used instead.
+            respect_retry_after_header=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
         self._session.mount("http://", adapter)

@@ -36,6 +36,11 @@ def read_claims(token: str) -> dict[str, Any]:
     """
     if not token or not token.strip():
         raise InvalidInputError("The token is empty; copy a token from the Astro UI and try again.")
+    if any(character.isspace() or not character.isprintable() for character in token.strip()):
+        raise InvalidInputError(
+            "The token contains spaces, line breaks or control characters; copy the access "
+            "token alone, on one line."
+        )
     parts = token.strip().split(".")
     if len(parts) != 3 or not all(parts[:2]):
         raise InvalidInputError(

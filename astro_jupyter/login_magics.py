@@ -21,9 +21,10 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .errors import AstroJupyterError, InvalidInputError
+from .emails import validate_email
+from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError
 from .magic_parsing import parse_magic_arguments
-from .settings import AstroLogin
+from .settings import MAX_CALLBACK_TIMEOUT_S, AstroLogin
 
 if TYPE_CHECKING:
     from .config_store import ConfigStore
@@ -128,8 +129,11 @@ class AstroMagics(Magics):
             args.domain or store.current_domain() or self.settings.default_domain()
         )
         timeout_s = self.settings.callback_timeout_s if args.timeout is None else args.timeout
-        if not timeout_s > 0:
-            raise InvalidInputError(f"--timeout must be more than 0 seconds, not {timeout_s:g}.")
+        if not 0 < timeout_s <= MAX_CALLBACK_TIMEOUT_S:
+            raise InvalidInputError(
+                f"--timeout must be more than 0 and at most {MAX_CALLBACK_TIMEOUT_S:g} seconds, "
+                f"not {timeout_s:g}."
+            )
         options = LoginOptions(
             domain=domain,
             api_base_url=self.settings.api_base_url_for(domain),
@@ -172,9 +176,17 @@ class AstroMagics(Magics):
         if not self._can_prompt():
             raise InvalidInputError(missing)
         try:
-            return builtins.input("Your Astro account email: ")
+            typed = builtins.input("Your Astro account email: ")
         except (StdinNotImplementedError, EOFError, OSError):
             raise InvalidInputError(missing) from None
+        try:
+            return validate_email(typed)
+        except InvalidInputError:
+            # Not echoed, because what was typed could be a token pasted by mistake.
+            raise InvalidInputError(
+                "The email entered is not an address such as name@example.com; run the login "
+                "again, or pass it with -e."
+            ) from None
 
     def _token_from(self, args: Any) -> str:
         if args.token is not _ASK_FOR_TOKEN:
@@ -219,13 +231,18 @@ class AstroMagics(Magics):
         except KeyboardInterrupt:
             flow.cancel()
             try:
-                flow.wait(_CANCEL_GRACE_S)
+                # A login interrupted while saving finishes: report it as done.
+                return flow.wait(_CANCEL_GRACE_S)
+            except LoginCancelledError:
+                raise InvalidInputError(
+                    "Login cancelled by a kernel interrupt; nothing was saved and the callback "
+                    "port is free again."
+                ) from None
             except (AstroJupyterError, TimeoutError):
-                pass
-            raise InvalidInputError(
-                "Login cancelled by a kernel interrupt; nothing was saved and the callback "
-                "port is free again."
-            ) from None
+                raise InvalidInputError(
+                    "Login interrupted; the callback port is free again. Check %astro_whoami "
+                    "for what was saved."
+                ) from None
         return flow.wait(0)
 
     def _show_link(self, flow: LoginFlow, event: LoginEvent) -> None:

@@ -23,7 +23,12 @@ from .domains import (
 )
 from .errors import InvalidInputError
 
-__all__ = ["AstroLogin"]
+__all__ = ["MAX_CALLBACK_TIMEOUT_S", "MAX_HTTP_TIMEOUT_S", "AstroLogin"]
+
+# Upper bounds that keep every wait within what threading and sockets accept,
+# and far above any wait a person would choose.
+MAX_CALLBACK_TIMEOUT_S = 86400.0
+MAX_HTTP_TIMEOUT_S = 3600.0
 
 
 def _env_port(name: str, fallback: int) -> int:
@@ -109,10 +114,14 @@ class AstroLogin(SingletonConfigurable):
         return port
 
     @validate("callback_timeout_s", "http_timeout_s")
-    def _validate_positive(self, proposal: dict) -> float:
+    def _validate_seconds(self, proposal: dict) -> float:
         value = proposal["value"]
-        if not value > 0:
-            raise TraitError(f"{proposal['trait'].name} must be more than 0 seconds, not {value}.")
+        name = proposal["trait"].name
+        maximum = MAX_CALLBACK_TIMEOUT_S if name == "callback_timeout_s" else MAX_HTTP_TIMEOUT_S
+        if not 0 < value <= maximum:
+            raise TraitError(
+                f"{name} must be more than 0 and at most {maximum:g} seconds, not {value}."
+            )
         return value
 
     def resolve_domain(self, text: str) -> str:

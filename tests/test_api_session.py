@@ -142,3 +142,9 @@ def test_api_token_env_wins(emulator, logged_in, store, monkeypatch):
         assert response.request.headers["Authorization"] == f"Bearer {api_token}"
     assert store.path.read_text() == before
     assert api_token not in before
+
+
+def test_page_not_json_is_api_error(emulator, logged_in):
+    emulator.fail("workspaces", status=200, body=b"<html>maintenance</html>")
+    with AstroSession() as api, pytest.raises(ApiError, match="is not JSON"):
+        api.list_workspaces()

@@ -116,3 +116,9 @@ def test_magics_print_no_secret(shell, emulator, logged_in, capsys):
     for secret in emulator.issued_secrets():
         assert secret not in out.out
         assert secret not in out.err
+
+
+def test_context_switch_warns_astro_domain(shell, logged_in, capsys, monkeypatch):
+    monkeypatch.setenv("ASTRO_DOMAIN", "astronomer.io")
+    shell.run_line_magic("astro_context", "switch localhost")
+    assert "$ASTRO_DOMAIN=astronomer.io still chooses the context" in capsys.readouterr().out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from conftest import log_in_by_link
 
+from astro_jupyter import credentials
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token, whoami
-from astro_jupyter.errors import NotLoggedInError
+from astro_jupyter.errors import ConfigError, NotLoggedInError
 
 EMAIL = "ada@example.com"
 
@@ -119,3 +122,120 @@ def test_astro_domain_selects_context(emulator, store, monkeypatch):
     assert whoami().domain == "astronomer.io"
     monkeypatch.setenv("ASTRO_DOMAIN", "localhost")
     assert whoami().domain == "localhost"
+
+
+def _hold_flock(path, release: threading.Event, held: threading.Event) -> threading.Thread:
+    """Hold flock(2) on ``path`` from another open file, as another process would."""
+
+    def hold() -> None:
+        with open(path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    return thread
+
+
+def test_logout_during_refresh_wins(emulator, store):
+    log_in_by_link(emulator, store, email=EMAIL)
+    _expire_soon(store)
+    emulator.fail("refresh", status=None, delay_s=1.0)
+    other_process = ConfigStore(store.path)
+    logout = threading.Timer(0.4, other_process.logout, args=("localhost",))
+    logout.start()
+
+    with pytest.raises(NotLoggedInError):
+        get_token("localhost", store=store)
+    logout.join(5)
+
+    assert emulator.count("refresh") == 1
+    record = ConfigStore(store.path).read_context("localhost")
+    assert record.token is None
+    assert record.refresh_token is None
+
+
+def test_login_during_refresh_wins(emulator, store):
+    log_in_by_link(emulator, store, email=EMAIL)
+    _expire_soon(store)
+    emulator.fail("refresh", status=None, delay_s=1.0)
+    newer = emulator.mint_access_token(EMAIL)
+    other_process = ConfigStore(store.path)
+    login = threading.Timer(
+        0.4,
+        other_process.update_context,
+        args=("localhost",),
+        kwargs={"token": newer, "refresh_token": "v1.newer-login",
+                "expires_at": datetime.now(timezone.utc) + timedelta(hours=1)},
+    )
+    login.start()
+
+    token = get_token("localhost", store=store)
+    login.join(5)
+
+    assert token == newer
+    assert ConfigStore(store.path).read_context("localhost").refresh_token == "v1.newer-login"
+
+
+def test_save_failure_after_refresh_is_clear(emulator, store, monkeypatch):
+    log_in_by_link(emulator, store, email=EMAIL)
+    _expire_soon(store)
+    before = store.path.read_bytes()
+    monkeypatch.setattr(credentials, "_SAVE_AFTER_REFRESH_WAIT_S", 0.3)
+    store.lock_timeout_s = 0.3
+    # The config lock is taken while the refresh request is under way, so
+    # only the save of the new tokens meets it.
+    emulator.fail("refresh", status=None, delay_s=1.0)
+    release, held = threading.Event(), threading.Event()
+    holders: list[threading.Thread] = []
+    taker = threading.Timer(
+        0.4, lambda: holders.append(_hold_flock(store.lock_path, release, held))
+    )
+    taker.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            get_token("localhost", store=store)
+    finally:
+        release.set()
+        taker.join(5)
+        for holder in holders:
+            holder.join(5)
+    assert held.is_set()
+
+    message = str(caught.value)
+    assert "was renewed, but saving it failed" in message
+    assert "%astro_login localhost" in message
+    for secret in emulator.issued_secrets():
+        assert secret not in message
+    assert store.path.read_bytes() == before
+
+
+def test_busy_renewal_lock_returns_valid_token(emulator, store, monkeypatch):
+    log_in_by_link(emulator, store, email=EMAIL)
+    _expire_soon(store)
+    stored = store.read_context("localhost").token
+    monkeypatch.setattr(credentials, "_renewal_wait_s", lambda store, settings: 0.3)
+    release, held = threading.Event(), threading.Event()
+    holder = _hold_flock(store.renewal_lock_path, release, held)
+    try:
+        assert get_token("localhost", store=store) == stored
+    finally:
+        release.set()
+        holder.join(5)
+    assert emulator.count("refresh") == 0
+
+
+def test_token_login_usable_until_expiry(emulator, store):
+    token = emulator.mint_access_token(EMAIL)
+    store.save_login(
+        ContextRecord(
+            domain="localhost",
+            token=token,
+            expires_at=datetime.now(timezone.utc) + timedelta(minutes=4),
+            user_email=EMAIL,
+        )
+    )
+    assert get_token(store=store) == token
+    assert emulator.requests == []

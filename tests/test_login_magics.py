@@ -53,7 +53,7 @@ def test_api_token_env_noted_after_login(shell, emulator, capsys, monkeypatch):
     [
         ("localhost -e not-an-email -l", "Invalid email 'not-an-email'"),
         ("'exa mple' -e ada@example.com -l", "Invalid Astro domain"),
-        ("localhost -e ada@example.com --timeout 0", "--timeout must be more than 0 seconds"),
+        ("localhost -e ada@example.com --timeout 0", "--timeout must be more than 0 and at most"),
         ("localhost -t not.a.jwt", "The token is not a JWT"),
     ],
     ids=["bad-email", "bad-domain", "zero-timeout", "not-jwt"],
@@ -115,3 +115,56 @@ def test_workspace_prompt_does_not_echo(shell, emulator, capsys, monkeypatch):
     assert "the answer is not a number from 1 to 2" in out
     assert pasted not in out
     assert "%astro_workspace switch NAME" in out
+
+
+def test_interrupt_while_saving_reports_login(shell, emulator, capsys, monkeypatch):
+    import _thread
+    import time
+
+    from astro_jupyter.config_store import ConfigStore
+    from astro_jupyter.login_flow import LoginFlow
+    from astro_jupyter.login_types import LoginStep
+
+    original_save = ConfigStore.save_login
+
+    def slow_save(self, record, **kwargs):
+        time.sleep(0.5)
+        return original_save(self, record, **kwargs)
+
+    monkeypatch.setattr(ConfigStore, "save_login", slow_save)
+    original_init = LoginFlow.__init__
+
+    def interrupting_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.subscribe(lambda event: event.step is LoginStep.SAVING and _thread.interrupt_main())
+
+    monkeypatch.setattr(LoginFlow, "__init__", interrupting_init)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    shell.run_line_magic("astro_login", f"localhost -t {emulator.mint_access_token(EMAIL)}")
+
+    assert "Logged in to localhost as ada@example.com." in capsys.readouterr().out
+    assert default_store().read_context("localhost").token
+
+
+def test_timeout_above_maximum_rejected(shell, emulator):
+    with pytest.raises(UsageError, match="at most 86400 seconds"):
+        shell.run_line_magic("astro_login", "localhost -e ada@example.com -l --timeout inf")
+    assert emulator.requests == []
+
+
+def test_prompted_email_not_echoed(shell, emulator, monkeypatch):
+    pasted = emulator.mint_access_token(EMAIL)
+    monkeypatch.setattr("builtins.input", lambda prompt="": pasted)
+    with pytest.raises(UsageError) as caught:
+        shell.run_line_magic("astro_login", "localhost -l")
+    assert "The email entered is not an address" in str(caught.value)
+    assert pasted[:20] not in str(caught.value)
+
+
+def test_token_with_line_break_rejected(shell, emulator):
+    token = emulator.mint_access_token(EMAIL)
+    with pytest.raises(UsageError) as caught:
+        shell.run_line_magic("astro_login", f"localhost -t '{token[:50]}\n{token[50:]}'")
+    assert "line breaks" in str(caught.value)
+    assert token[50:80] not in str(caught.value)
+    assert emulator.requests == []

@@ -99,3 +99,22 @@ def test_cloud_context_never_sent_to_api_url(shell, emulator, astro_config_path)
 
     assert emulator.requests == []
     assert astro_config_path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("callback_timeout_s", 1e12), ("http_timeout_s", 1e9), ("callback_timeout_s", 0.0)],
+)
+def test_timeouts_bounded(name, value):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match=f"{name} must be more than 0 and at most"):
+        setattr(AstroLogin.instance(), name, value)
+
+
+def test_api_token_env_with_line_break(monkeypatch):
+    monkeypatch.setenv("ASTRO_API_TOKEN", "first-half\nsecond-half")
+    with pytest.raises(InvalidInputError) as caught:
+        get_token()
+    assert "line breaks" in str(caught.value)
+    assert "second-half" not in str(caught.value)
