@@ -16,6 +16,7 @@ import errno
 import html
 import logging
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ _BIND_HOST = "127.0.0.1"
 # A browser that opens the connection but never sends its request must not
 # hold a handler thread for long.
 _REQUEST_READ_TIMEOUT_S = 5.0
+# A connect to a loopback port is answered at once; this only bounds a stall.
+_LISTEN_PROBE_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,25 @@ class _LoopbackHttpServer(ThreadingHTTPServer):
         super().__init__((_BIND_HOST, port), _Handler)
 
 
+def _someone_listens(port: int) -> bool:
+    """Tell whether a server accepts connections on ``port`` of 127.0.0.1 or ::1.
+
+    Binding alone does not tell: browsers try ``localhost`` as ::1 first, so a
+    server on [::1] would receive the redirect meant for us, and with
+    SO_REUSEADDR some systems (macOS, BSD) let us bind 127.0.0.1 beside a
+    server on the wildcard address.
+    """
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.settimeout(_LISTEN_PROBE_TIMEOUT_S)
+                probe.connect((address, port))
+        except OSError:
+            continue
+        return True
+    return False
+
+
 class CallbackServer:
     """Listens on the loopback interface for one OAuth redirect.
 
@@ -227,16 +249,19 @@ class CallbackServer:
             Another process, such as ``astro login`` in a terminal or another
             notebook's login, is listening on the port.
         """
+        busy = CallbackPortBusyError(
+            f"Port {self._requested_port} on {_BIND_HOST} is already in use, so the "
+            "browser cannot return to this login; finish or cancel the other login "
+            "(another notebook or `astro login` in a terminal), then try again.",
+            step="Callback",
+        )
+        if self._requested_port and _someone_listens(self._requested_port):
+            raise busy
         try:
             httpd = _LoopbackHttpServer(self._requested_port, self, self._expected_state)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise CallbackPortBusyError(
-                    f"Port {self._requested_port} on {_BIND_HOST} is already in use, so the "
-                    "browser cannot return to this login; finish or cancel the other login "
-                    "(another notebook or `astro login` in a terminal), then try again.",
-                    step="Callback",
-                ) from None
+                raise busy from None
             raise CallbackError(
                 f"Cannot listen on {_BIND_HOST}:{self._requested_port} for the login callback: "
                 f"{error.strerror or error}.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import urllib.error
@@ -206,3 +207,17 @@ def test_port_reusable_right_after_login():
         thread = _get_later(second, f"/callback?code=again&state={STATE}", delay_s=0)
         assert second.wait(5) == "again"
         thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("family", "address"), [(socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")]
+)
+def test_port_busy_when_other_listener(family, address):
+    # A browser resolving localhost to ::1 first would reach that listener
+    # instead of ours, so it counts as busy too.
+    with socket.socket(family, socket.SOCK_STREAM) as holder:
+        holder.bind((address, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(CallbackPortBusyError):
+            CallbackServer(STATE, port=port).start()
