@@ -250,7 +250,7 @@ class CallbackServer:
             notebook's login, is listening on the port.
         """
         busy = CallbackPortBusyError(
-            f"Port {self._requested_port} on {_BIND_HOST} is already in use, so the "
+            f"Port {self._requested_port} on localhost is already in use, so the "
             "browser cannot return to this login; finish or cancel the other login "
             "(another notebook or `astro login` in a terminal), then try again.",
             step="Callback",

@@ -96,9 +96,15 @@ def has_token_key(context: CommentedMap) -> bool:
 
 
 def current_in_file(root: CommentedMap) -> str | None:
-    """Return the domain that the top-level ``context`` key names, or None when it is blank."""
+    """Return the domain that the top-level ``context`` key names, or None when it is blank.
+
+    The value is lower-cased, and a context key written there by hand
+    (``astronomer_io``) is read as its domain, because no domain has a ``_``.
+    """
     current = scalar_text(get_value(root, "context"))
-    return current.strip() if current and current.strip() else None
+    if not current or not current.strip():
+        return None
+    return current.strip().lower().replace("_", ".")
 
 
 def write_current(root: CommentedMap, domain: str) -> None:

@@ -245,4 +245,5 @@ def _match_workspace(workspaces: list[dict], requested: str | None) -> dict:
                 f"Several workspaces are named {requested!r} ({ids}); switch by id instead."
             )
     names = ", ".join(str(w.get("name", w.get("id"))) for w in workspaces) or "none"
-    raise InvalidInputError(f"No workspace {requested!r} in this organization; known: {names}.")
+    excerpt = requested if len(requested) <= 40 else requested[:40] + "..."
+    raise InvalidInputError(f"No workspace {excerpt!r} in this organization; known: {names}.")

@@ -55,6 +55,9 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         The text is empty, is not a host name, or names no known Astro domain.
     """
     raw = text.strip()
+    # Echo at most a short excerpt: a token typed in the wrong place must not
+    # be printed whole.
+    excerpt = raw if len(raw) <= 40 else raw[:40] + "..."
     domain = raw.lower()
     if "://" in domain:
         domain = urlsplit(domain).hostname or ""
@@ -64,7 +67,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
 
     if not domain or not all(_HOST_LABEL.match(label) for label in domain.split(".")):
         raise InvalidInputError(
-            f"Invalid Astro domain {raw!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
+            f"Invalid Astro domain {excerpt!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
         )
     if allow_unknown or domain == LOCAL_DOMAIN or domain in _KNOWN_DOMAINS:
         return domain
@@ -72,7 +75,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         return domain
     known = ", ".join(sorted(_KNOWN_DOMAINS | {LOCAL_DOMAIN}))
     raise InvalidInputError(
-        f"Unknown Astro domain {raw!r}: use one of {known} or a PR preview such as "
+        f"Unknown Astro domain {excerpt!r}: use one of {known} or a PR preview such as "
         "pr1234.astronomer-dev.io; for another control plane set AstroLogin.api_url."
     )
 
@@ -100,13 +103,21 @@ def normalize_base_url(url: str) -> str:
     InvalidInputError
         The URL is not an absolute http or https URL.
     """
-    parts = urlsplit(url.strip())
+    invalid = f"Invalid API URL {url!r}: expected an absolute http:// or https:// URL."
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0 to 65535
+    except ValueError:
+        raise InvalidInputError(invalid) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInputError(
-            f"Invalid API URL {url!r}: expected an absolute http:// or https:// URL."
-        )
+        raise InvalidInputError(invalid)
     if parts.query or parts.fragment:
         raise InvalidInputError(f"Invalid API URL {url!r}: it must not have a query or fragment.")
+    if parts.username or parts.password:
+        # Settings are printed by %config, so a URL must not carry credentials.
+        raise InvalidInputError(
+            "Invalid API URL: it must not contain a user name or password."
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
 
 

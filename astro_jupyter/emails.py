@@ -37,7 +37,8 @@ def validate_email(text: str) -> str:
         and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in email)
     )
     if not well_formed:
-        excerpt = email if len(email) <= 80 else email[:77] + "..."
+        # A token typed in the wrong place must not be printed whole.
+        excerpt = email if len(email) <= 40 else email[:40] + "..."
         raise InvalidInputError(
             f"Invalid email {excerpt!r}: expected an address such as name@example.com."
         )

@@ -124,6 +124,11 @@ class AstroMagics(Magics):
         from .config_store import ConfigStore
         from .login_flow import LoginFlow, LoginMode, LoginOptions
 
+        if isinstance(args.token, str) and args.token.lower() == "bearer" and args.domain:
+            # "-t Bearer <token>" unquoted, as copied from config.yaml: argparse
+            # takes "Bearer" as the token and the token as the domain.
+            args.token, args.domain = f"Bearer {args.domain}", None
+
         store = ConfigStore()
         domain = self.settings.resolve_domain(
             args.domain or store.current_domain() or self.settings.default_domain()

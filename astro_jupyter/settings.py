@@ -35,7 +35,7 @@ def _env_port(name: str, fallback: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return fallback
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 65535:
         raise InvalidInputError(
             f"Invalid ${name} {raw!r}: expected a TCP port from 0 to 65535; fix or unset it."
         )

@@ -83,7 +83,7 @@ def test_busy_port_names_port(shell, emulator, astro_config_path):
         shell.run_line_magic("config", f"AstroLogin.callback_port = {port}")
         with pytest.raises(UsageError) as caught:
             shell.run_line_magic("astro_login", "localhost -e ada@example.com -l")
-    assert f"Port {port} on 127.0.0.1 is already in use" in str(caught.value)
+    assert f"Port {port} on localhost is already in use" in str(caught.value)
     assert not astro_config_path.exists()
 
 
@@ -168,3 +168,18 @@ def test_token_with_line_break_rejected(shell, emulator):
     assert "line breaks" in str(caught.value)
     assert token[50:80] not in str(caught.value)
     assert emulator.requests == []
+
+
+def test_unquoted_bearer_prefix_accepted(shell, emulator, capsys):
+    shell.run_line_magic("astro_login", f"-t Bearer {emulator.mint_access_token(EMAIL)}")
+    assert "Logged in to localhost as ada@example.com." in capsys.readouterr().out
+
+
+def test_token_as_domain_not_echoed(shell, emulator):
+    token = emulator.mint_access_token(EMAIL)
+    for magic, line in [("astro_login", f"{token} -e ada@example.com -l"),
+                        ("astro_context", f"switch {token}"),
+                        ("astro_whoami", token)]:
+        with pytest.raises(UsageError) as caught:
+            shell.run_line_magic(magic, line)
+        assert token[40:] not in str(caught.value)

@@ -118,3 +118,38 @@ def test_api_token_env_with_line_break(monkeypatch):
         get_token()
     assert "line breaks" in str(caught.value)
     assert "second-half" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://[::1", "http://127.0.0.1:99999/", "http://127.0.0.1:abc/", "http://user:pw@127.0.0.1/"],
+    ids=["bad-ipv6", "port-too-large", "port-not-number", "credentials"],
+)
+def test_bad_api_url_env_forms(monkeypatch, value):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", value)
+    with pytest.raises(InvalidInputError) as caught:
+        AstroLogin.instance().api_url  # noqa: B018 - reading the trait runs the check
+    assert "pw" not in str(caught.value)
+
+
+def test_non_ascii_digit_port_env(monkeypatch):
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "²")
+    with pytest.raises(InvalidInputError, match="expected a TCP port"):
+        AstroLogin.instance().callback_port  # noqa: B018 - reading the trait runs the check
+
+
+@pytest.mark.usefixtures("emulator_settings")
+def test_context_key_in_context_value(emulator, astro_config_path):
+    astro_config_path.parent.mkdir(parents=True)
+    astro_config_path.write_text(
+        "context: astronomer_io\n"
+        "contexts:\n"
+        "    astronomer_io:\n"
+        "        domain: astronomer.io\n"
+        "        token: Bearer hand-written-access\n"
+        "        refreshtoken: hand-written-refresh\n"
+        f"        expiresin: {(datetime.now(timezone.utc) + timedelta(minutes=1)).isoformat()}\n"
+    )
+    with pytest.raises(InvalidInputError, match="not the API of astronomer.io"):
+        get_token()
+    assert emulator.requests == []
