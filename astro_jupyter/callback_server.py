@@ -39,7 +39,7 @@ _BIND_HOST = "127.0.0.1"
 # A browser that opens the connection but never sends its request must not
 # hold a handler thread for long.
 _REQUEST_READ_TIMEOUT_S = 5.0
-# A connect to a loopback port is answered at once; this only bounds a stall.
+# A connect to a loopback port succeeds or fails at once; this only bounds a stall.
 _LISTEN_PROBE_TIMEOUT_S = 0.5
 
 
@@ -182,9 +182,9 @@ class _LoopbackHttpServer(ThreadingHTTPServer):
 def _someone_listens(port: int) -> bool:
     """Tell whether a server accepts connections on ``port`` of 127.0.0.1 or ::1.
 
-    Binding alone does not tell: browsers try ``localhost`` as ::1 first, so a
-    server on [::1] would receive the redirect meant for us, and with
-    SO_REUSEADDR some systems (macOS, BSD) let us bind 127.0.0.1 beside a
+    Binding alone does not tell. Browsers try ``localhost`` as ::1 first, so a
+    server on [::1] would receive the redirect meant for us. And with
+    SO_REUSEADDR, some systems (macOS, BSD) let us bind 127.0.0.1 beside a
     server on the wildcard address.
     """
     for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):

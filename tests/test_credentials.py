@@ -124,18 +124,18 @@ def test_astro_domain_selects_context(emulator, store, monkeypatch):
     assert whoami().domain == "localhost"
 
 
-def _hold_flock(path, release: threading.Event, held: threading.Event) -> threading.Thread:
+def _hold_flock(path, release: threading.Event, locked: threading.Event) -> threading.Thread:
     """Hold flock(2) on ``path`` from another open file, as another process would."""
 
     def hold() -> None:
         with open(path, "a") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
-            held.set()
+            locked.set()
             release.wait(10)
 
     thread = threading.Thread(target=hold)
     thread.start()
-    assert held.wait(5)
+    assert locked.wait(5)
     return thread
 
 
@@ -188,10 +188,10 @@ def test_save_failure_after_refresh_is_clear(emulator, store, monkeypatch):
     # The config lock is taken while the refresh request is under way, so
     # only the save of the new tokens meets it.
     emulator.fail("refresh", status=None, delay_s=1.0)
-    release, held = threading.Event(), threading.Event()
+    release, locked = threading.Event(), threading.Event()
     holders: list[threading.Thread] = []
     taker = threading.Timer(
-        0.4, lambda: holders.append(_hold_flock(store.lock_path, release, held))
+        0.4, lambda: holders.append(_hold_flock(store.lock_path, release, locked))
     )
     taker.start()
     try:
@@ -202,7 +202,7 @@ def test_save_failure_after_refresh_is_clear(emulator, store, monkeypatch):
         taker.join(5)
         for holder in holders:
             holder.join(5)
-    assert held.is_set()
+    assert locked.is_set()
 
     message = str(caught.value)
     assert "was renewed, but saving it failed" in message
@@ -217,8 +217,8 @@ def test_busy_renewal_lock_returns_valid_token(emulator, store, monkeypatch):
     _expire_soon(store)
     stored = store.read_context("localhost").token
     monkeypatch.setattr(credentials, "_renewal_wait_s", lambda store, settings: 0.3)
-    release, held = threading.Event(), threading.Event()
-    holder = _hold_flock(store.renewal_lock_path, release, held)
+    release, locked = threading.Event(), threading.Event()
+    holder = _hold_flock(store.renewal_lock_path, release, locked)
     try:
         assert get_token("localhost", store=store) == stored
     finally:
