@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .errors import AstroJupyterError, InvalidInputError
+from .errors import AstroJupyterError, InvalidInputError, excerpt
 from .magic_parsing import parse_magic_arguments
 from .settings import AstroLogin
 
@@ -245,5 +245,6 @@ def _match_workspace(workspaces: list[dict], requested: str | None) -> dict:
                 f"Several workspaces are named {requested!r} ({ids}); switch by id instead."
             )
     names = ", ".join(str(w.get("name", w.get("id"))) for w in workspaces) or "none"
-    excerpt = requested if len(requested) <= 40 else requested[:40] + "..."
-    raise InvalidInputError(f"No workspace {excerpt!r} in this organization; known: {names}.")
+    raise InvalidInputError(
+        f"No workspace {excerpt(requested)!r} in this organization; known: {names}."
+    )

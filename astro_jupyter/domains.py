@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, excerpt
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -55,9 +55,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         The text is empty, is not a host name, or names no known Astro domain.
     """
     raw = text.strip()
-    # Echo at most a short excerpt: a token typed in the wrong place must not
-    # be printed whole.
-    excerpt = raw if len(raw) <= 40 else raw[:40] + "..."
+    shown = excerpt(raw)
     domain = raw.lower()
     if "://" in domain:
         domain = urlsplit(domain).hostname or ""
@@ -67,7 +65,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
 
     if not domain or not all(_HOST_LABEL.match(label) for label in domain.split(".")):
         raise InvalidInputError(
-            f"Invalid Astro domain {excerpt!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
+            f"Invalid Astro domain {shown!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
         )
     if allow_unknown or domain == LOCAL_DOMAIN or domain in _KNOWN_DOMAINS:
         return domain
@@ -75,7 +73,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         return domain
     known = ", ".join(sorted(_KNOWN_DOMAINS | {LOCAL_DOMAIN}))
     raise InvalidInputError(
-        f"Unknown Astro domain {excerpt!r}: use one of {known} or a PR preview such as "
+        f"Unknown Astro domain {shown!r}: use one of {known} or a PR preview such as "
         "pr1234.astronomer-dev.io; for another control plane set AstroLogin.api_url."
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, excerpt
 
 __all__ = ["validate_email"]
 
@@ -37,9 +37,7 @@ def validate_email(text: str) -> str:
         and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in email)
     )
     if not well_formed:
-        # A token typed in the wrong place must not be printed whole.
-        excerpt = email if len(email) <= 40 else email[:40] + "..."
         raise InvalidInputError(
-            f"Invalid email {excerpt!r}: expected an address such as name@example.com."
+            f"Invalid email {excerpt(email)!r}: expected an address such as name@example.com."
         )
     return email

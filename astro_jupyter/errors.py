@@ -23,7 +23,19 @@ __all__ = [
     "LoginTimeoutError",
     "LoginCancelledError",
     "NotLoggedInError",
+    "excerpt",
 ]
+
+
+# User input quoted in a message is cut to this many characters, so a token
+# typed in the wrong place (a JWT's first 40 characters are its header) is
+# never printed whole.
+_MAX_ECHO_CHARS = 40
+
+
+def excerpt(text: str) -> str:
+    """Return ``text`` for quoting in a message, cut to a short prefix when long."""
+    return text if len(text) <= _MAX_ECHO_CHARS else text[:_MAX_ECHO_CHARS] + "..."
 
 
 class AstroJupyterError(Exception):
