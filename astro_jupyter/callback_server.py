@@ -56,6 +56,7 @@ class CallbackOutcome:
     error: str | None = None
     error_description: str | None = None
     ignored_reason: str | None = None
+    missing_code: bool = False
 
     def __repr__(self) -> str:
         code = "<hidden>" if self.code else None
@@ -96,7 +97,10 @@ def parse_callback_query(query: str, expected_state: str) -> CallbackOutcome:
     code = _single(params, "code")
     if not code:
         return CallbackOutcome(
-            accepted=True, error="invalid_request", error_description="the response has no code"
+            accepted=True,
+            error="invalid_request",
+            error_description="the response has no code",
+            missing_code=True,
         )
     return CallbackOutcome(accepted=True, code=code)
 
@@ -123,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(404, _page("Not found", "This address belongs to a notebook login."))
             return
         outcome = parse_callback_query(parts.query, self.server.expected_state)
-        self.server.owner._deliver(outcome)
+        self.server.owner.deliver(outcome)
         if outcome.ignored_reason:
             self._respond(
                 400,
@@ -221,7 +225,7 @@ class CallbackServer:
         self.ignored_count = 0
 
     def __repr__(self) -> str:
-        state = "listening" if self._httpd else "closed"
+        state = "listening" if self._httpd else "not listening"
         return f"CallbackServer(port={self.port}, {state})"
 
     def __enter__(self) -> CallbackServer:
@@ -240,14 +244,25 @@ class CallbackServer:
         """The redirect URI to register in the authorize request."""
         return f"http://localhost:{self.port}{CALLBACK_PATH}"
 
-    def start(self) -> CallbackServer:
+    @property
+    def listening(self) -> bool:
+        """Whether the browser's redirect can reach this server on its port."""
+        return self._httpd is not None
+
+    def start(self, *, allow_busy_port: bool = False) -> CallbackServer:
         """Bind the port and serve in a background thread.
+
+        With ``allow_busy_port``, a port that another process holds is not an
+        error: the server then does not listen, and only a response passed to
+        :meth:`deliver` (a redirect address the user pasted) can end
+        :meth:`wait`. Check :attr:`listening` to tell the two apart.
 
         Raises
         ------
         CallbackPortBusyError
             Another process, such as ``astro login`` in a terminal or another
-            notebook's login, is listening on the port.
+            notebook's login, is listening on the port, and ``allow_busy_port``
+            is false.
         """
         busy = CallbackPortBusyError(
             f"Port {self._requested_port} on localhost is already in use, so the "
@@ -256,11 +271,17 @@ class CallbackServer:
             step="Callback",
         )
         if self._requested_port and _someone_listens(self._requested_port):
+            if allow_busy_port:
+                log.info("callback port %s is busy; waiting for a pasted address", self.port)
+                return self
             raise busy
         try:
             httpd = _LoopbackHttpServer(self._requested_port, self, self._expected_state)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
+                if allow_busy_port:
+                    log.info("callback port %s is busy; waiting for a pasted address", self.port)
+                    return self
                 raise busy from None
             raise CallbackError(
                 f"Cannot listen on {_BIND_HOST}:{self._requested_port} for the login callback: "
@@ -279,7 +300,12 @@ class CallbackServer:
         log.debug("callback server listening on %s:%s", _BIND_HOST, self.port)
         return self
 
-    def _deliver(self, outcome: CallbackOutcome) -> None:
+    def judge(self, query: str) -> CallbackOutcome:
+        """Judge a callback query string against this login's state, without acting on it."""
+        return parse_callback_query(query, self._expected_state)
+
+    def deliver(self, outcome: CallbackOutcome) -> None:
+        """Pass a judged response to :meth:`wait`, as if the browser had sent it."""
         if outcome.ignored_reason:
             with self._lock:
                 self.ignored_count += 1
@@ -287,9 +313,9 @@ class CallbackServer:
         self._outcomes.put(outcome)
 
     def deliver_query(self, query: str) -> CallbackOutcome:
-        """Judge a callback query obtained another way, such as a pasted redirect URL."""
-        outcome = parse_callback_query(query, self._expected_state)
-        self._deliver(outcome)
+        """Judge a callback query obtained another way and pass it to :meth:`wait`."""
+        outcome = self.judge(query)
+        self.deliver(outcome)
         return outcome
 
     def cancel(self) -> None:

@@ -21,7 +21,13 @@ from datetime import datetime, timedelta, timezone
 
 from .config_context import SOURCE_CREDENTIALS_FILE
 from .config_store import ConfigStore, ContextRecord, config_path
-from .errors import ConfigError, ConfigLockTimeoutError, InvalidInputError, NotLoggedInError
+from .errors import (
+    AstroJupyterError,
+    ConfigError,
+    ConfigLockTimeoutError,
+    InvalidInputError,
+    NotLoggedInError,
+)
 from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
 from .oauth_client import fetch_auth_config, is_invalid_grant, refresh_tokens
@@ -152,6 +158,25 @@ def _read_login(store: ConfigStore, domain: str | None) -> tuple[str, ContextRec
     return name, record
 
 
+def _wait_for_login_in_progress(domain: str | None) -> None:
+    """Wait for a login that this kernel is running for ``domain`` (any when None).
+
+    The login ends by itself when its callback wait times out, so this wait is
+    bounded too.
+    """
+    flow = AstroLogin.instance().logins.running(domain)
+    if flow is None:
+        return
+    log.info("waiting for the login to %s in progress", flow.options.domain)
+    try:
+        flow.wait()
+    except AstroJupyterError as error:
+        raise NotLoggedInError(
+            f"The login to {flow.options.domain} in progress in this kernel ended without "
+            f"logging in: {error}"
+        ) from None
+
+
 def _is_fresh(record: ContextRecord, now: datetime) -> bool:
     return record.expires_at is not None and record.expires_at - REFRESH_MARGIN > now
 
@@ -161,7 +186,8 @@ def get_token(domain: str | None = None, *, store: ConfigStore | None = None) ->
 
     ``$ASTRO_API_TOKEN`` wins when set. Otherwise the token of the stored
     login of ``domain`` is returned, refreshed first when it expires within
-    five minutes.
+    five minutes. When this kernel is running a login for that domain (say,
+    from the login panel), the call first waits for the login to end.
 
     Parameters
     ----------
@@ -174,14 +200,16 @@ def get_token(domain: str | None = None, *, store: ConfigStore | None = None) ->
     Raises
     ------
     NotLoggedInError
-        There is no login, it is kept in the CLI's vault, or it expired and
-        could not be refreshed.
+        There is no login, it is kept in the CLI's vault, it expired and
+        could not be refreshed, or the login in progress failed or timed out.
     """
     api_token = api_token_from_environment()
     if api_token:
         return api_token
     store = store or default_store()
-    name, record = _read_login(store, _resolve_domain(domain))
+    domain = _resolve_domain(domain)
+    _wait_for_login_in_progress(domain)
+    name, record = _read_login(store, domain)
     if _is_fresh(record, datetime.now(timezone.utc)):
         return record.token or ""
     return _refresh_under_lock(store, name, rejected_token=None)

@@ -24,11 +24,12 @@ from .astro_api import SessionInfo, check_session, lookup_organization_ids
 from .callback_server import CallbackServer
 from .config_store import ConfigStore, ContextRecord
 from .emails import validate_email
-from .errors import AstroJupyterError, LoginCancelledError
+from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError
 from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
 from .login_types import LoginEvent, LoginMode, LoginOptions, LoginResult, LoginStep
 from .pkce import new_pkce_pair, new_state
+from .redirect_paste import callback_query_from_address
 
 __all__ = ["LoginEvent", "LoginFlow", "LoginMode", "LoginOptions", "LoginResult", "LoginStep"]
 
@@ -72,6 +73,10 @@ class LoginFlow:
         Required for browser and link modes, ignored for token mode.
     token
         An access token copied from the Astro UI, for token mode.
+    paste_back
+        Whether the view lets the user paste the redirect address with
+        :meth:`deliver_redirect`. A busy callback port then does not end the
+        login: it waits for the pasted address alone.
     """
 
     def __init__(
@@ -82,9 +87,11 @@ class LoginFlow:
         mode: LoginMode,
         email: str | None = None,
         token: str | None = None,
+        paste_back: bool = False,
     ) -> None:
         self.options = options
         self.mode = mode
+        self.paste_back = paste_back
         self._store = store
         self._requested_email = validate_email(email or "") if mode is not LoginMode.TOKEN else None
         if mode is LoginMode.TOKEN:
@@ -129,6 +136,11 @@ class LoginFlow:
             if event.authorize_url:
                 return event.authorize_url
         return None
+
+    @property
+    def requested_email(self) -> str | None:
+        """The account the login was started for; None for a token login."""
+        return self._requested_email
 
     @property
     def done(self) -> bool:
@@ -188,6 +200,44 @@ class LoginFlow:
         callback = self._callback
         if callback is not None:
             callback.cancel()
+
+    def deliver_redirect(self, address: str) -> None:
+        """Finish the browser step with a redirect address that the user pasted.
+
+        This races the loopback callback: whichever arrives first is used. A
+        pasted address with an OAuth ``error`` ends the login with that error,
+        as the browser's redirect would.
+
+        Raises
+        ------
+        InvalidInputError
+            The login is not waiting for the browser, or the address is not
+            this login's callback, has a missing or wrong ``state``, or has
+            neither a code nor an error. The login goes on waiting.
+        """
+        callback = self._callback
+        if callback is None or self.step is not LoginStep.WAITING_FOR_BROWSER:
+            raise InvalidInputError(
+                "This login is not waiting for the browser, so the pasted address was not used."
+            )
+        query = callback_query_from_address(address, callback.redirect_uri)
+        outcome = callback.judge(query)
+        if outcome.ignored_reason == "wrong state":
+            raise InvalidInputError(
+                "The pasted address belongs to another login attempt (its state does not "
+                "match); paste the address from the tab that this login's link opened."
+            )
+        if outcome.ignored_reason:
+            raise InvalidInputError(
+                "The pasted address has no state parameter; copy the whole address from the "
+                "address bar."
+            )
+        if outcome.missing_code:
+            raise InvalidInputError(
+                "The pasted address has neither a code nor an error; copy the whole address "
+                "from the address bar."
+            )
+        callback.deliver(outcome)
 
     def wait(self, timeout: float | None = None) -> LoginResult:
         """Wait for the login to end and return its result.
@@ -313,7 +363,9 @@ class LoginFlow:
         it was issued for. The callback port is closed on every way out.
         """
         state = new_state()
-        callback = CallbackServer(state, port=self.options.callback_port).start()
+        callback = CallbackServer(state, port=self.options.callback_port).start(
+            allow_busy_port=self.paste_back
+        )
         self._callback = callback
         try:
             # A cancel that arrived before the server existed must still count.
@@ -328,12 +380,25 @@ class LoginFlow:
                 organization_id=organization_id,
             )
             timeout_s = self.options.callback_timeout_s
+            if callback.listening:
+                message = (
+                    f"Waiting for the browser to come back to {callback.redirect_uri} "
+                    f"(times out in {timeout_s:g} s)."
+                )
+            else:
+                message = (
+                    f"Port {callback.port} is in use by another program (another notebook's "
+                    "login or `astro login` in a terminal), so the browser cannot come back to "
+                    "this kernel; after signing in, paste the address the browser ends on "
+                    f"(times out in {timeout_s:g} s)."
+                )
             self._emit(
                 LoginStep.WAITING_FOR_BROWSER,
-                f"Waiting for the browser to come back to {callback.redirect_uri} "
-                f"(times out in {timeout_s:g} s).",
+                message,
                 authorize_url=url,
                 deadline_monotonic=time.monotonic() + timeout_s,
+                callback_listening=callback.listening,
+                redirect_uri=callback.redirect_uri,
             )
             return callback.wait(timeout_s), callback.redirect_uri
         finally:

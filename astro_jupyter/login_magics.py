@@ -24,7 +24,7 @@ from IPython.display import display
 from .emails import validate_email
 from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError
 from .magic_parsing import parse_magic_arguments
-from .settings import MAX_CALLBACK_TIMEOUT_S, AstroLogin
+from .settings import AstroLogin
 
 if TYPE_CHECKING:
     from .config_store import ConfigStore
@@ -122,7 +122,8 @@ class AstroMagics(Magics):
         # Imported here so that loading the extension stays cheap: these pull
         # in requests and the YAML library.
         from .config_store import ConfigStore
-        from .login_flow import LoginFlow, LoginMode, LoginOptions
+        from .login_flow import LoginFlow, LoginMode
+        from .login_setup import login_options
 
         if isinstance(args.token, str) and args.token.lower() == "bearer" and args.domain:
             # "-t Bearer <token>" unquoted, as copied from config.yaml: argparse
@@ -130,22 +131,8 @@ class AstroMagics(Magics):
             args.token, args.domain = f"Bearer {args.domain}", None
 
         store = ConfigStore()
-        domain = self.settings.resolve_domain(
-            args.domain or store.current_domain() or self.settings.default_domain()
-        )
-        timeout_s = self.settings.callback_timeout_s if args.timeout is None else args.timeout
-        if not 0 < timeout_s <= MAX_CALLBACK_TIMEOUT_S:
-            raise InvalidInputError(
-                f"--timeout must be more than 0 and at most {MAX_CALLBACK_TIMEOUT_S:g} seconds, "
-                f"not {timeout_s:g}."
-            )
-        options = LoginOptions(
-            domain=domain,
-            api_base_url=self.settings.api_base_url_for(domain),
-            callback_port=self.settings.callback_port,
-            callback_timeout_s=timeout_s,
-            http_timeout_s=self.settings.http_timeout_s,
-        )
+        options = login_options(self.settings, store, args.domain, args.timeout)
+        domain = options.domain
 
         if args.token is not None:
             flow = LoginFlow(options, store, mode=LoginMode.TOKEN, token=self._token_from(args))
@@ -170,10 +157,12 @@ class AstroMagics(Magics):
         return True
 
     def _email_from(self, store: ConfigStore, domain: str) -> str:
-        saved = store.read_context(domain)
-        if saved is not None and saved.user_email:
-            print(f"Using the saved account {saved.user_email} for {domain}.")
-            return saved.user_email
+        from .login_setup import saved_email
+
+        saved = saved_email(store, domain)
+        if saved:
+            print(f"Using the saved account {saved} for {domain}.")
+            return saved
         missing = (
             f"No email given and none saved for {domain}; "
             "pass it with -e, e.g. %astro_login -e name@example.com."
@@ -224,6 +213,7 @@ class AstroMagics(Magics):
 
         events: queue.Queue[LoginEvent] = queue.Queue()
         flow.subscribe(events.put)
+        self.settings.logins.begin(flow)
         flow.start()
         try:
             while not flow.done or not events.empty():

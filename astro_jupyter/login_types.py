@@ -50,13 +50,17 @@ class LoginEvent:
 
     ``authorize_url`` is set on the :attr:`LoginStep.WAITING_FOR_BROWSER`
     event: the page the user must open. It contains no secret (the PKCE challenge
-    and ``state`` are public by design).
+    and ``state`` are public by design). ``callback_listening`` is false on that
+    event when another program holds the callback port, so only a pasted
+    redirect address can finish the login.
     """
 
     step: LoginStep
     message: str
     authorize_url: str | None = None
     deadline_monotonic: float | None = None
+    callback_listening: bool | None = None
+    redirect_uri: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from .domains import (
     normalize_domain,
 )
 from .errors import InvalidInputError
+from .login_tracker import LoginTracker
 
 __all__ = ["MAX_CALLBACK_TIMEOUT_S", "MAX_HTTP_TIMEOUT_S", "AstroLogin"]
 
@@ -53,7 +54,11 @@ def _env_base_url(name: str) -> str:
 
 
 class AstroLogin(SingletonConfigurable):
-    """Settings for ``%astro_login`` and the functions that use the stored login."""
+    """Settings for ``%astro_login`` and the functions that use the stored login.
+
+    The process's one instance also holds :attr:`logins`, the tracker of the
+    logins started in this kernel.
+    """
 
     api_url = Unicode(
         help=(
@@ -86,6 +91,18 @@ class AstroLogin(SingletonConfigurable):
             "kernel runs locally. The link is always shown as well."
         ),
     ).tag(config=True)
+
+    widget = Bool(
+        True,
+        help=(
+            "Show the interactive login panel for %astro_login where the frontend can "
+            "display widgets; False keeps the text form everywhere."
+        ),
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.logins = LoginTracker()
 
     # Dynamic defaults skip the @validate hooks, so the environment is checked here.
     @default("api_url")
