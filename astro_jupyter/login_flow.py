@@ -260,24 +260,27 @@ class LoginFlow:
     # The steps
 
     def _run_and_record(self) -> None:
+        final = (LoginStep.FAILED, "Login stopped unexpectedly.")
         try:
             with HttpClient(timeout_s=self.options.http_timeout_s) as http:
                 self._result = self._run_steps(http)
-            self._emit(LoginStep.DONE, f"Logged in to {self.options.domain}.")
+            final = (LoginStep.DONE, f"Logged in to {self.options.domain}.")
         except LoginCancelledError as error:
             self._error = error
-            self._emit(LoginStep.CANCELLED, str(error))
+            final = (LoginStep.CANCELLED, str(error))
         except AstroJupyterError as error:
             self._error = error
-            self._emit(LoginStep.FAILED, str(error))
+            final = (LoginStep.FAILED, str(error))
         except Exception as error:
             # A bug: keep its traceback for the caller, but end the flow cleanly.
             log.exception("login to %s failed unexpectedly", self.options.domain)
             self._error = error
-            self._emit(LoginStep.FAILED, f"Login failed unexpectedly: {type(error).__name__}.")
+            final = (LoginStep.FAILED, f"Login failed unexpectedly: {type(error).__name__}.")
         finally:
             self._secrets.token = None
+            # Done before the final event, so a listener that sees it can call wait(0).
             self._done.set()
+            self._emit(*final)
 
     def _check_cancelled(self) -> None:
         if self._cancelled.is_set():

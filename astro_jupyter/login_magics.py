@@ -1,10 +1,12 @@
-"""The ``%astro_login`` magic: a text view over :class:`~astro_jupyter.login_flow.LoginFlow`.
+"""The ``%astro_login`` magic: the login panel, or a text view over :class:`LoginFlow`.
 
-The magic parses its arguments, prompts for what is missing (email, token) where
-the frontend can prompt, starts one login flow and shows the sign-in link. It
-waits on the kernel's main thread, so a kernel interrupt cancels the login and
-frees the callback port. Every expected failure is shown as a one-line
-``UsageError``; anything else keeps its traceback.
+Where the frontend can show widgets, the magic shows the login panel
+(:mod:`astro_jupyter.login_panel`) and returns at once. Otherwise, and with
+``--no-widget``, it prompts for what is missing (email, token) where the
+frontend can prompt, starts one login flow and shows the sign-in link. The text
+form waits on the kernel's main thread, so a kernel interrupt cancels the
+login and frees the callback port. Every expected failure is shown as a
+one-line ``UsageError``; anything else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .settings import AstroLogin
 if TYPE_CHECKING:
     from .config_store import ConfigStore
     from .login_flow import LoginEvent, LoginFlow, LoginResult
+    from .login_types import LoginOptions
 
 __all__ = ["AstroMagics"]
 
@@ -85,21 +88,32 @@ class AstroMagics(Magics):
     @argument(
         "--no-widget",
         action="store_true",
-        help="Use this text form even where the login panel could be shown.",
+        help=(
+            "Use the text form, which waits in the cell, even where the login panel could be "
+            "shown."
+        ),
     )
     @line_magic
     def astro_login(self, line: str) -> None:
         """Log in to Astro and save the login where the Astro CLI reads it.
 
-        Opens the sign-in page in your browser when the kernel runs on your
-        computer, and always shows the link too. When the login ends, prints
-        who is logged in with which organization and workspace.
+        In JupyterLab, Notebook 7 and other frontends that show widgets, this
+        shows the login panel: choose to open a browser tab, show a link for a
+        browser on another device (with a field to paste the address the
+        browser ends on), or paste a token. The panel starts at once when the
+        email is known, and the cell does not wait; a later cell can call
+        ``astro_jupyter.wait_for_login()``.
+
+        Elsewhere (``--no-widget``, terminal IPython, headless kernels), the
+        text form opens the sign-in page in your browser when the kernel runs
+        on your computer, always shows the link too, waits, and prints who is
+        logged in with which organization and workspace.
 
         Examples
         --------
         In [1]: %load_ext astro_jupyter
 
-        In [2]: %astro_login -e ada@example.com
+        In [2]: %astro_login -e ada@example.com --no-widget
         Logging in to astronomer.io as ada@example.com.
         Open this link to sign in: https://auth.astronomer.io/authorize?...
         Logged in to astronomer.io as ada@example.com.
@@ -134,6 +148,10 @@ class AstroMagics(Magics):
         options = login_options(self.settings, store, args.domain, args.timeout)
         domain = options.domain
 
+        if self._panel_wanted(args):
+            self._show_panel(args, store, options)
+            return
+
         if args.token is not None:
             flow = LoginFlow(options, store, mode=LoginMode.TOKEN, token=self._token_from(args))
             print(f"Logging in to {domain} with an access token.")
@@ -147,6 +165,28 @@ class AstroMagics(Magics):
         self._report(result)
         if result.workspace is None and result.workspaces:
             self._choose_workspace(store, result)
+
+    # The panel
+
+    def _panel_wanted(self, args: Any) -> bool:
+        from .widget_frontend import frontend_shows_widgets
+
+        return not args.no_widget and self.settings.widget and frontend_shows_widgets(self.shell)
+
+    def _show_panel(self, args: Any, store: ConfigStore, options: LoginOptions) -> None:
+        from .login_panel import LoginPanel
+        from .login_setup import saved_email
+        from .login_types import LoginMode
+
+        token = None
+        if args.token is not None:
+            mode = LoginMode.TOKEN
+            if args.token is not _ASK_FOR_TOKEN:
+                token = self._token_from(args)
+        else:
+            mode = LoginMode.LINK if args.link else LoginMode.BROWSER
+        email = validate_email(args.email) if args.email else saved_email(store, options.domain)
+        display(LoginPanel(self.settings, store, options, email=email, mode=mode, token=token))
 
     # Asking for what is missing
 
@@ -266,11 +306,9 @@ class AstroMagics(Magics):
         print(event.message)
 
     def _report(self, result: LoginResult) -> None:
+        from .login_notes import result_notes
+
         print(f"Logged in to {result.domain} as {result.email}.")
-        if result.email_differs:
-            print(
-                f"Note: you signed in as {result.email}, not {result.requested_email} as requested."
-            )
         organization = result.organization
         print(f"Organization: {organization.name} ({organization.id})")
         if result.workspace is not None:
@@ -280,11 +318,8 @@ class AstroMagics(Magics):
                 "Workspace: none; this organization has no workspace yet. Create one in the "
                 "Astro UI, then select it with %astro_workspace switch NAME."
             )
-        if os.environ.get("ASTRO_API_TOKEN", "").strip():
-            print(
-                "Note: $ASTRO_API_TOKEN is set, so get_token() and session() keep using that "
-                "API token instead of this login, as the Astro CLI does. Unset it to use the login."
-            )
+        for note in result_notes(result):
+            print(note)
         if not result.refreshable:
             print(
                 "This login cannot be refreshed; log in again after "

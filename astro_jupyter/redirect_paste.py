@@ -55,9 +55,7 @@ def callback_query_from_address(address: str, redirect_uri: str) -> str:
         or port != expected.port
         or parts.path != expected.path
     ):
-        raise InvalidInputError(
-            f"The pasted address is not this login's callback address. {hint}"
-        )
+        raise InvalidInputError(f"The pasted address is not this login's callback address. {hint}")
     if not parts.query:
         raise InvalidInputError(
             f"The pasted address has no code or state: it was cut short. {hint}"

@@ -19,6 +19,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from .pages import APPROVAL_FORM_ID
 
+# The path of the loopback callback that login links redirect to.
+CALLBACK_PATH = "/callback"
+
 __all__ = ["FollowError", "FollowResult", "NotLoopbackError", "follow_login_link"]
 
 MAX_REDIRECTS = 10
@@ -160,7 +163,12 @@ def _request(
 
 
 def follow_login_link(
-    url: str, *, approve: bool = True, email: str | None = None, timeout_s: float = 10
+    url: str,
+    *,
+    approve: bool = True,
+    email: str | None = None,
+    timeout_s: float = 10,
+    reach_callback: bool = True,
 ) -> FollowResult:
     """Open a login link as a browser would and return the page where it ends.
 
@@ -168,6 +176,11 @@ def follow_login_link(
     Approve (signing in as ``email`` when given, else the prefilled
     ``login_hint``) or Deny. Then follows redirects to the end, through the
     loopback callback that the link names.
+
+    With ``reach_callback=False`` it plays a browser on another machine, which
+    cannot reach the kernel's loopback callback: it stops at the redirect to
+    the callback without requesting it and returns that address with status 0,
+    as the user would find it in the address bar.
 
     Parameters
     ----------
@@ -179,6 +192,8 @@ def follow_login_link(
         Email to type into the approval page instead of the prefilled one.
     timeout_s
         Maximum seconds for the whole walk.
+    reach_callback
+        Whether to request the loopback callback at the end.
 
     Raises
     ------
@@ -210,6 +225,8 @@ def follow_login_link(
                     "call set_approve_as(None) first."
                 )
             url = urljoin(url, location)
+            if not reach_callback and urlsplit(url).path == CALLBACK_PATH:
+                return FollowResult(url, 0, "", tuple(history), approval_page_shown)
             continue
         form = _FormParser()
         form.feed(text)
