@@ -287,15 +287,18 @@ class RunningKernel:
         *,
         on_message: Callable[[dict[str, Any]], None] | None = None,
         timeout_s: float = CELL_TIMEOUT_S,
+        allow_stdin: bool = False,
     ) -> ExecutionResult:
         """Run ``code`` and return its reply and iopub messages once the kernel is idle again.
 
         ``on_message`` is called with each iopub message of this execution as it
-        arrives, while the cell still runs. Raises ``TimeoutError`` when the cell
-        does not finish within ``timeout_s`` seconds.
+        arrives, while the cell still runs. ``allow_stdin`` tells the kernel that
+        an interactive frontend is attached, as JupyterLab does; nothing answers
+        a prompt, so only use it for cells that do not prompt. Raises
+        ``TimeoutError`` when the cell does not finish within ``timeout_s`` seconds.
         """
         deadline = time.monotonic() + timeout_s
-        msg_id = self.kc.execute(code, allow_stdin=False)
+        msg_id = self.kc.execute(code, allow_stdin=allow_stdin)
         messages = []
         while True:
             message = self._next_message(self.kc.get_iopub_msg, deadline, timeout_s, code)
