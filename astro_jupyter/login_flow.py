@@ -104,6 +104,7 @@ class LoginFlow:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._cancelled = threading.Event()
+        self._cancel_reason = "Login cancelled."
         self._callback: CallbackServer | None = None
         self._thread: threading.Thread | None = None
         self._result: LoginResult | None = None
@@ -194,8 +195,13 @@ class LoginFlow:
         self._run_and_record()
         return self.wait(0)
 
-    def cancel(self) -> None:
-        """Stop the login and free the callback port; safe from any thread."""
+    def cancel(self, reason: str = "Login cancelled.") -> None:
+        """Stop the login and free the callback port; safe from any thread.
+
+        ``reason`` becomes the message of the :class:`LoginCancelledError` that
+        :meth:`wait` raises.
+        """
+        self._cancel_reason = reason
         self._cancelled.set()
         callback = self._callback
         if callback is not None:
@@ -266,8 +272,8 @@ class LoginFlow:
                 self._result = self._run_steps(http)
             final = (LoginStep.DONE, f"Logged in to {self.options.domain}.")
         except LoginCancelledError as error:
-            self._error = error
-            final = (LoginStep.CANCELLED, str(error))
+            self._error = LoginCancelledError(self._cancel_reason, step=error.step)
+            final = (LoginStep.CANCELLED, self._cancel_reason)
         except AstroJupyterError as error:
             self._error = error
             final = (LoginStep.FAILED, str(error))
@@ -284,7 +290,7 @@ class LoginFlow:
 
     def _check_cancelled(self) -> None:
         if self._cancelled.is_set():
-            raise LoginCancelledError("Login cancelled.")
+            raise LoginCancelledError(self._cancel_reason)
 
     def _run_steps(self, http: HttpClient) -> LoginResult:
         # Reading the config first means a broken file fails the login before

@@ -276,13 +276,14 @@ class LoginPanel:
             return
         try:
             result = flow.wait(0)
-        except LoginCancelledError:
+        except LoginCancelledError as error:
             if self._switching_to_token:
                 self._switching_to_token = False
                 self._back_to_form("Paste an access token from the Astro UI, then click Log in.")
             else:
                 self._back_to_form(
-                    "Login cancelled; nothing was saved and the callback port is free again."
+                    f"{str(error).rstrip('.')}; nothing was saved and the callback port is free "
+                    "again."
                 )
             return
         except (AstroJupyterError, TimeoutError) as error:

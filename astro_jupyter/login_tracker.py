@@ -66,7 +66,7 @@ class LoginTracker:
         if previous is None or previous.done or previous is flow:
             return
         log.info("a new login replaces the one in progress for %s", previous.options.domain)
-        previous.cancel()
+        previous.cancel("Login cancelled because a newer login started in this kernel.")
         try:
             previous.wait(_REPLACE_GRACE_S)
         except (AstroJupyterError, TimeoutError):

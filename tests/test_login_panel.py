@@ -310,6 +310,8 @@ def test_second_panel_replaces_first_login(panels, ada_account):
 
     assert first_flow.done
     assert first_flow.step is LoginStep.CANCELLED
+    wait_until(lambda: visible(first.widgets.login), "the first panel to return to its form")
+    assert "a newer login started in this kernel" in shown(first.widgets.message)
     follow_login_link(url)
     finished(second)
     assert second.result is not None
