@@ -3,6 +3,8 @@
 Shared by ``tools/demo.py`` and ``tools/test.py``. This module uses only the
 standard library, because it runs under whatever Python 3 started the tool,
 before anything is installed. It never touches the user's other environments.
+The one system package it installs is Debian's ``chromium``, for the browser
+tests, and only when it runs as root with apt-get available.
 """
 
 from __future__ import annotations
@@ -15,11 +17,22 @@ import sys
 import venv
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "VENV_DIR", "ensure_venv", "reexec_in_venv", "venv_environ"]
+__all__ = [
+    "CHROMIUM_PATH",
+    "REPO_ROOT",
+    "VENV_DIR",
+    "ensure_chromium",
+    "ensure_venv",
+    "reexec_in_venv",
+    "venv_environ",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_DIR = REPO_ROOT / ".venv"
 MIN_PYTHON = (3, 10)
+# Debian's Chromium, which the browser tests in tests/browser drive through
+# Playwright. Playwright's own browser download is not used.
+CHROMIUM_PATH = Path("/usr/bin/chromium")
 
 # Written after a successful install. It stores a hash of pyproject.toml and the
 # interpreter that the venv's python links to, so a later run skips pip (which
@@ -69,6 +82,40 @@ def ensure_venv() -> Path:
     _install_project(python)
     _STAMP_FILE.write_text(stamp, encoding="utf-8")
     return python
+
+
+def ensure_chromium() -> Path:
+    """Return the path of Debian's Chromium, installing the ``chromium`` package if it is missing.
+
+    It runs ``apt-get update`` and ``apt-get install -y chromium`` only when
+    this process is root and apt-get exists. Otherwise, and when apt-get fails,
+    it exits the process with a one-line message that gives the install command.
+    """
+    if CHROMIUM_PATH.exists():
+        return CHROMIUM_PATH
+    apt_get = shutil.which("apt-get")
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if apt_get is None or not is_root:
+        sys.exit(
+            f"Chromium is missing at {CHROMIUM_PATH}, and the browser tests need it. "
+            "Install it as root with: apt-get update && apt-get install -y chromium"
+        )
+
+    print(f"Chromium is missing at {CHROMIUM_PATH}; installing it with apt-get ...", flush=True)
+    # Without this, a package's configuration prompt would wait for input.
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in ([apt_get, "update"], [apt_get, "install", "-y", "chromium"]):
+        result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False)
+        if result.returncode != 0:
+            command_line = " ".join(["apt-get", *command[1:]])
+            sys.exit(
+                f"{command_line} failed with exit code {result.returncode}; see its errors above."
+            )
+    if not CHROMIUM_PATH.exists():
+        sys.exit(
+            f"apt-get installed the chromium package, but {CHROMIUM_PATH} still does not exist."
+        )
+    return CHROMIUM_PATH
 
 
 def reexec_in_venv(script: str) -> None:

@@ -6,6 +6,10 @@ Usage: ``python3 tools/test.py [PYTEST ARGUMENTS ...]``
 pytest runs in the repository root, so give test paths relative to it, for
 example ``python3 tools/test.py tests/test_magic_kernel.py -x``. The exit code
 is pytest's. pytest's code 5 (no tests collected) is reported as a failure.
+
+The browser tests need Debian's Chromium at ``/usr/bin/chromium``. When it is
+missing, this installs it with apt-get if run as root, and otherwise exits
+with the command to install it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ _NO_TESTS_COLLECTED = 5
 
 def main() -> int:
     python = bootstrap.ensure_venv()
+    bootstrap.ensure_chromium()
     command = [str(python), "-m", "pytest", *sys.argv[1:]]
     print("Running:", " ".join(["python", "-m", "pytest", *sys.argv[1:]]), flush=True)
     try:
