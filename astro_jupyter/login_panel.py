@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config_store import ConfigStore
 from .emails import validate_email
@@ -255,7 +256,12 @@ class LoginPanel:
         left = max(int(event.deadline_monotonic - time.monotonic()), 0)
         countdown = f"{left // 60}:{left % 60:02d} left"
         if event.callback_listening is False:
-            text = f"{event.message} {countdown}."
+            port = urlsplit(event.redirect_uri or "").port
+            text = (
+                f"Port {port} is in use by another program (another notebook's login or "
+                "`astro login` in a terminal), so the browser cannot come back to this kernel. "
+                f"After signing in, paste the address the browser ends on below: {countdown}."
+            )
         else:
             text = f"Waiting for you to sign in in the browser: {countdown}."
         self.widgets.status.value = status_html(text)

@@ -235,8 +235,11 @@ def test_link_flow_paste_back(
     notebook = open_login_notebook(f"%astro_login -e {ADA_EMAIL} -l")
     link = panel_part(notebook, "login-link")
     expect(link).to_be_visible()
-    expect(panel_part(notebook, "copy")).to_be_visible()
     keep_screenshot(notebook, tmp_path, "panel-link-waiting")
+    notebook.page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    panel_part(notebook, "copy").click()
+    expect(panel_part(notebook, "copy")).to_have_text("Copied")
+    assert notebook.page.evaluate("navigator.clipboard.readText()") == link.get_attribute("href")
 
     landed = approve_on_other_device(other_device, link.get_attribute("href"))
     assert landed.startswith(f"http://localhost:{callback_port}/callback?")
