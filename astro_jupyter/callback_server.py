@@ -252,7 +252,7 @@ class CallbackServer:
     def start(self, *, allow_busy_port: bool = False) -> CallbackServer:
         """Bind the port and serve in a background thread.
 
-        With ``allow_busy_port``, a port that another process holds is not an
+        With ``allow_busy_port``, a port where another process listens is not an
         error: the server then does not listen, and only a response passed to
         :meth:`deliver` (a redirect address the user pasted) can end
         :meth:`wait`. Check :attr:`listening` to tell the two apart.

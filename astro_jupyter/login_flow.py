@@ -284,7 +284,7 @@ class LoginFlow:
             final = (LoginStep.FAILED, f"Login failed unexpectedly: {type(error).__name__}.")
         finally:
             self._secrets.token = None
-            # Done before the final event, so a listener that sees it can call wait(0).
+            # Done before the final event, so a listener that receives it can call wait(0).
             self._done.set()
             self._emit(*final)
 

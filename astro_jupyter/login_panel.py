@@ -4,8 +4,8 @@ The panel never blocks the kernel. Clicks start or cancel a flow that runs in
 a background thread, and the flow's events update the widgets from that
 thread (ipywidgets sends those updates with no cell running). Values that are
 secrets, a pasted token or a pasted callback address, are taken out of their
-widget as soon as the kernel reads them, so saving the notebook with widget
-state can never store them.
+widget as soon as the kernel reads them, so a notebook saved with widget state
+after that does not contain them.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class LoginPanel:
         self.widgets.status.value = status_html(text)
 
     def _tick(self, flow: LoginFlow) -> None:
-        # Ends within one tick of the login ending, so it never outlives it.
+        # Ends at most one tick after the login ends.
         stopped = threading.Event()
         while not flow.done and not stopped.wait(_TICK_S):
             with self._lock:

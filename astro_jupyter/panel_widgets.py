@@ -180,8 +180,8 @@ def show(widget: widgets.DOMWidget, visible: bool) -> None:
 def link_html(url: str, mode: LoginMode) -> str:
     """Return the HTML that hands the sign-in page to the user.
 
-    In browser mode that is a button-like link: the browser opens the tab in
-    direct answer to the click, so pop-up blockers let it through. In link
+    In browser mode that is a button-like link: the browser opens the tab as
+    the direct result of the click, so pop-up blockers let it through. In link
     mode it is the address itself with a copy button, for another device.
     """
     escaped = html.escape(url, quote=True)

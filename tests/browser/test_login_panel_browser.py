@@ -1,9 +1,9 @@
 """The login panel in a real JupyterLab 4 and Notebook 7, driven through headless Chromium.
 
 Each test writes a notebook whose first cell points the kernel at this test's
-emulator and config folder, runs it in the browser, and acts as the user:
-clicks the panel's link, approves or denies on the emulator's page, pastes an
-address or a token. Then it checks what the panel shows and what
+emulator and config folder, and runs it in the browser. Then it acts as the
+user: it clicks the panel's link, approves or denies on the emulator's page,
+or pastes an address or a token. Then it checks what the panel shows and what
 ``config.yaml`` contains, saves the notebook with widget state, and searches
 the saved file for every secret the emulator handled.
 
