@@ -340,6 +340,9 @@ class LoginPanel:
                 else:
                     self._show_waiting()
                 return
+            if self._state is _PanelState.DONE:
+                # The summary stays; the new way in applies after "Log in again".
+                return
             self.widgets.message.value = ""
             self._show_mode_fields()
 

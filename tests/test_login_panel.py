@@ -281,6 +281,20 @@ def test_panel_switch_to_token_cancels_browser_login(panels, ada_account):
     assert "Paste an access token" in shown(panel.widgets.message)
 
 
+def test_panel_mode_change_after_login_keeps_summary(panels, ada_account):
+    panel = open_panel(panels, email=ADA_EMAIL)
+    follow_login_link(waiting_url(panel))
+    finished(panel)
+
+    panel.widgets.mode.value = LoginMode.TOKEN.value
+
+    assert visible(panel.widgets.card)
+    assert not visible(panel.widgets.token)
+    panel.widgets.again.click()
+    assert visible(panel.widgets.token)
+    assert not visible(panel.widgets.card)
+
+
 def test_panel_workspace_choice_is_saved(panels, emulator, astro_config_path):
     organization = emulator.add_organization("Two Teams", workspaces=("Alpha", "Beta"))
     emulator.add_user(ADA_EMAIL, organizations=(organization,))
