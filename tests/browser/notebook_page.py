@@ -181,14 +181,21 @@ class NotebookPage:
         before = _file_state(self.file_path)
         self.toolbar.locator('[data-command="docmanager:save"]').click()
         deadline = time.monotonic() + timeout_s
-        while _file_state(self.file_path) == before:
+        while True:
+            if _file_state(self.file_path) != before:
+                # Jupyter Server writes the file in place after keeping a
+                # backup copy, so a read can see it empty or half written.
+                # Only a file that parses as a whole is the saved notebook.
+                try:
+                    return nbformat.read(self.file_path, as_version=4)
+                except (nbformat.reader.NotJSONError, ValueError):
+                    pass
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"{self.file_path} did not change within {timeout_s:g} s "
-                    "after clicking the save button."
+                    f"{self.file_path} did not change into a complete notebook within "
+                    f"{timeout_s:g} s after clicking the save button."
                 )
             time.sleep(_SAVE_POLL_S)
-        return nbformat.read(self.file_path, as_version=4)
 
     def screenshot(self, target: Locator | None, path: str | Path) -> Path:
         """Save a PNG screenshot of ``target``, or of the whole page when it is None.
