@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -59,6 +60,13 @@ def finished(panel: LoginPanel) -> None:
     wait_until(lambda: panel.flow is not None and panel.flow.done, "the login to end")
     # The final event reaches the panel right after the flow is marked done.
     wait_until(lambda: not visible(panel.widgets.cancel), "the panel to leave the running state")
+
+
+def callback_port_of(panel: LoginPanel) -> int:
+    redirect_uri = panel.flow.events[-1].redirect_uri
+    port = urlsplit(redirect_uri).port
+    assert port is not None
+    return port
 
 
 @pytest.fixture
@@ -206,7 +214,7 @@ def test_panel_paste_back_error_ends_login(panels, ada_account, astro_config_pat
 def test_panel_cancel_frees_port(panels, ada_account, astro_config_path):
     panel = open_panel(panels, email=ADA_EMAIL)
     waiting_url(panel)
-    port = int(panel.flow.events[-1].redirect_uri.split(":")[2].split("/")[0])
+    port = callback_port_of(panel)
     assert not port_is_free(port)
 
     panel.widgets.cancel.click()
@@ -318,12 +326,14 @@ def test_second_panel_replaces_first_login(panels, ada_account):
     first = open_panel(panels, email=ADA_EMAIL)
     waiting_url(first)
     first_flow = first.flow
+    first_port = callback_port_of(first)
 
     second = open_panel(panels, email=ADA_EMAIL)
     url = waiting_url(second)
 
     assert first_flow.done
     assert first_flow.step is LoginStep.CANCELLED
+    assert port_is_free(first_port)
     wait_until(lambda: visible(first.widgets.login), "the first panel to return to its form")
     assert "a newer login started in this kernel" in shown(first.widgets.message)
     follow_login_link(url)
@@ -382,6 +392,16 @@ def test_get_token_reports_failed_login_in_progress(panels, ada_account):
     threading.Timer(0.3, follow_login_link, args=(url,), kwargs={"approve": False}).start()
 
     with pytest.raises(NotLoggedInError, match="ended without logging in: Login failed"):
+        astro_jupyter.get_token()
+
+
+def test_get_token_reports_timed_out_login(panels, ada_account):
+    import astro_jupyter
+
+    panel = open_panel(panels, email=ADA_EMAIL, timeout=0.5)
+    waiting_url(panel)
+
+    with pytest.raises(NotLoggedInError, match="ended without logging in: Login timed out"):
         astro_jupyter.get_token()
 
 
