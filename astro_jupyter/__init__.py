@@ -32,8 +32,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from .api_session import AstroSession
     from .credentials import Identity
-    from .login_panel import LoginPanel
     from .login_types import LoginResult
+    from .panel import LoginPanel
 
 
 def get_token(domain: str | None = None) -> str:
@@ -92,7 +92,7 @@ def login_panel(
     timeout
         Seconds to wait for the browser; default: ``AstroLogin.callback_timeout_s``.
     """
-    from .login_panel import new_login_panel
+    from .panel import new_login_panel
 
     return new_login_panel(domain, email=email, mode=mode, timeout=timeout)
 

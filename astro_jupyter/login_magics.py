@@ -1,7 +1,7 @@
 """The ``%astro_login`` magic: the login panel, or a text view over :class:`LoginFlow`.
 
 Where the frontend can show widgets, the magic shows the login panel
-(:mod:`astro_jupyter.login_panel`) and returns at once. Otherwise, and with
+(:mod:`astro_jupyter.panel`) and returns at once. Otherwise, and with
 ``--no-widget``, it prompts for what is missing (email, token) where the
 frontend can prompt, starts one login flow and shows the sign-in link. The text
 form waits on the kernel's main thread, so a kernel interrupt cancels the
@@ -174,9 +174,9 @@ class AstroMagics(Magics):
         return not args.no_widget and self.settings.widget and frontend_shows_widgets(self.shell)
 
     def _show_panel(self, args: Any, store: ConfigStore, options: LoginOptions) -> None:
-        from .login_panel import LoginPanel
         from .login_setup import saved_email
         from .login_types import LoginMode
+        from .panel import LoginPanel
 
         token = None
         if args.token is not None:

@@ -1,6 +1,6 @@
 """The widgets of the login panel and the HTML they show, without any behaviour.
 
-:class:`~astro_jupyter.login_panel.LoginPanel` wires these to a login flow.
+:class:`~astro_jupyter.panel.LoginPanel` wires these to a login flow.
 Every widget has a CSS class starting with ``astro-`` so that tests and
 user styles can find it. Every piece of text put into HTML goes through
 :func:`html.escape`.

@@ -21,8 +21,8 @@ import pytest
 
 from astro_jupyter.emulator import follow_login_link
 from astro_jupyter.errors import LoginTimeoutError, NotLoggedInError
-from astro_jupyter.login_panel import LoginPanel, new_login_panel
 from astro_jupyter.login_types import LoginMode, LoginStep
+from astro_jupyter.panel import LoginPanel, new_login_panel
 from astro_jupyter.settings import AstroLogin
 from tests.conftest import ADA_EMAIL, ADA_ORGANIZATION, ADA_WORKSPACE, port_is_free, read_config
 
@@ -438,3 +438,16 @@ def test_panel_timeout_message(panels, ada_account):
 
     assert "timed out" in shown(panel.widgets.message)
     assert panel.widgets.login.description == "Try again"
+
+
+def test_login_panel_function_survives_module_import(panels, ada_account):
+    import astro_jupyter
+    import astro_jupyter.panel  # noqa: F401 - the import that once replaced the function
+
+    first = astro_jupyter.login_panel(mode="token")
+    second = astro_jupyter.login_panel(mode="token")
+    panels.extend([first, second])
+
+    assert isinstance(first, LoginPanel)
+    assert isinstance(second, LoginPanel)
+    assert callable(astro_jupyter.login_panel)
