@@ -133,8 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
                 400,
                 _page(
                     "Login response ignored",
-                    "This sign-in response does not belong to the login waiting in your "
-                    f"notebook ({outcome.ignored_reason}), so it was ignored.",
+                    "This sign-in response does not belong to the login waiting on this port "
+                    f"({outcome.ignored_reason}), so it was ignored. If another notebook's "
+                    "login panel is waiting for it, copy this page's whole address from the "
+                    "address bar and paste it there.",
                 ),
             )
         elif outcome.error:

@@ -12,6 +12,7 @@ The flow never prints, opens a browser or prompts: those belong to the views.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from .astro_api import SessionInfo, check_session, lookup_organization_ids
 from .callback_server import CallbackServer
 from .config_store import ConfigStore, ContextRecord
 from .emails import validate_email
-from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError
+from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError, OAuthError
 from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
 from .login_types import LoginEvent, LoginMode, LoginOptions, LoginResult, LoginStep
@@ -105,6 +106,7 @@ class LoginFlow:
         self._done = threading.Event()
         self._cancelled = threading.Event()
         self._cancel_reason = "Login cancelled."
+        self._pasted_code_digests: set[bytes] = set()
         self._callback: CallbackServer | None = None
         self._thread: threading.Thread | None = None
         self._result: LoginResult | None = None
@@ -243,6 +245,10 @@ class LoginFlow:
                 "The pasted address has neither a code nor an error; copy the whole address "
                 "from the address bar."
             )
+        if outcome.code:
+            # Only a digest is kept, to tell a pasted code from the browser's later.
+            digest = hashlib.sha256(outcome.code.encode("utf-8")).digest()
+            self._pasted_code_digests.add(digest)
         callback.deliver(outcome)
 
     def wait(self, timeout: float | None = None) -> LoginResult:
@@ -355,9 +361,24 @@ class LoginFlow:
         code, redirect_uri = self._wait_for_code(config, email, pkce.challenge, organization_id)
 
         self._emit(LoginStep.TOKEN_EXCHANGE, "Exchanging the authorization code for tokens.")
-        return oauth_client.exchange_code(
-            http, config, code=code, code_verifier=pkce.verifier, redirect_uri=redirect_uri
-        )
+        try:
+            return oauth_client.exchange_code(
+                http, config, code=code, code_verifier=pkce.verifier, redirect_uri=redirect_uri
+            )
+        except OAuthError as error:
+            if not (oauth_client.is_invalid_grant(error) and self._was_pasted(code)):
+                raise
+            raise OAuthError(
+                f"{error} The code came from a pasted address, which may have been cut short: "
+                "log in again and copy the whole address.",
+                step=error.step,
+                status=error.status,
+                oauth_error=error.oauth_error,
+            ) from None
+
+    def _was_pasted(self, code: str) -> bool:
+        digest = hashlib.sha256(code.encode("utf-8")).digest()
+        return digest in self._pasted_code_digests
 
     def _wait_for_code(
         self,

@@ -186,7 +186,9 @@ class AstroMagics(Magics):
         else:
             mode = LoginMode.LINK if args.link else LoginMode.BROWSER
         email = validate_email(args.email) if args.email else saved_email(store, options.domain)
-        display(LoginPanel(self.settings, store, options, email=email, mode=mode, token=token))
+        panel = LoginPanel(self.settings, store, options, email=email, mode=mode, token=token)
+        panel.watch_cell_runs(self.shell)
+        display(panel)
 
     # Asking for what is missing
 

@@ -25,6 +25,7 @@ from .login_flow import LoginFlow
 from .login_notes import result_notes
 from .login_types import LoginEvent, LoginMode, LoginOptions, LoginResult, LoginStep
 from .panel_widgets import (
+    TOKEN_PLACEHOLDER,
     build_widgets,
     card_html,
     link_html,
@@ -88,9 +89,13 @@ class LoginPanel:
         self._pending_token: str | None = None
         self._result: LoginResult | None = None
         self._waiting_event: LoginEvent | None = None
+        self._cell_running = False
+        self._cancel_requested = False
+        self._listening_port: int | None = None
 
         redirect_uri = f"http://localhost:{options.callback_port or 'PORT'}/callback"
         self.widgets = build_widgets(options.domain, redirect_uri)
+        self._paste_placeholder = self.widgets.paste.placeholder
         self.widgets.email.value = email or ""
         self.widgets.mode.value = mode.value
         self._show_mode_fields()
@@ -130,6 +135,44 @@ class LoginPanel:
         """The way in selected in the panel."""
         return LoginMode(self.widgets.mode.value)
 
+    # Cells running in the kernel
+
+    def watch_cell_runs(self, shell: Any, *, cell_running: bool = True) -> None:
+        """Disable the token and address fields while a cell runs in ``shell``.
+
+        While a cell runs, the kernel handles no widget messages, so it could
+        not take a pasted secret out of its field, and a notebook saved then
+        would contain it. ``cell_running`` is the state at the time of the
+        call: true when the panel is made inside a cell, as it usually is.
+        """
+        self._cell_running = cell_running
+        self._update_secret_fields()
+        shell.events.register("pre_run_cell", self._on_cell_start)
+        shell.events.register("post_run_cell", self._on_cell_end)
+
+    def _on_cell_start(self, _info: object = None) -> None:
+        with self._lock:
+            self._cell_running = True
+            self._update_secret_fields()
+
+    def _on_cell_end(self, _result: object = None) -> None:
+        with self._lock:
+            self._cell_running = False
+            self._update_secret_fields()
+
+    def _update_secret_fields(self) -> None:
+        w = self.widgets
+        busy = self._cell_running
+        w.token.disabled = busy or self._state is _PanelState.RUNNING
+        w.paste.disabled = busy
+        w.paste_button.disabled = busy
+        if busy:
+            w.paste.placeholder = "Paste the address once no cell is running"
+            w.token.placeholder = "Paste a token once no cell is running"
+        else:
+            w.paste.placeholder = self._paste_placeholder
+            w.token.placeholder = TOKEN_PLACEHOLDER
+
     # Wiring
 
     def _connect(self) -> None:
@@ -163,9 +206,11 @@ class LoginPanel:
             self._flow = flow
             self._state = _PanelState.RUNNING
             self._waiting_event = None
+            self._cancel_requested = False
+            self._listening_port = None
             w.message.value = ""
             w.email.disabled = True
-            w.token.disabled = True
+            self._update_secret_fields()
             show(w.login, False)
             show(w.cancel, True)
             show(w.card, False)
@@ -199,6 +244,7 @@ class LoginPanel:
         """Cancel the login in progress, which frees the callback port."""
         flow = self._flow
         if flow is not None and not flow.done:
+            self._cancel_requested = True
             flow.cancel()
 
     def _back_to_form(self, message: str, *, error: bool = False) -> None:
@@ -207,7 +253,7 @@ class LoginPanel:
             self._state = _PanelState.FORM
             self._waiting_event = None
             w.email.disabled = False
-            w.token.disabled = False
+            self._update_secret_fields()
             w.login.description = "Try again" if error else "Log in"
             show(w.login, True)
             show(w.cancel, False)
@@ -227,6 +273,8 @@ class LoginPanel:
         with self._lock:
             if event.step is LoginStep.WAITING_FOR_BROWSER:
                 self._waiting_event = event
+                if event.callback_listening:
+                    self._listening_port = urlsplit(event.redirect_uri or "").port
                 self._show_waiting()
             elif event.step.is_final:
                 self._finish(event)
@@ -243,7 +291,8 @@ class LoginPanel:
             return
         w = self.widgets
         if event.redirect_uri:
-            w.paste.placeholder = f"{event.redirect_uri}?code=…&state=…"
+            self._paste_placeholder = f"{event.redirect_uri}?code=…&state=…"
+            self._update_secret_fields()
         w.link.value = link_html(event.authorize_url, self.mode)
         show(w.link, True)
         show(w.paste_box, True)
@@ -258,12 +307,12 @@ class LoginPanel:
         if event.callback_listening is False:
             port = urlsplit(event.redirect_uri or "").port
             text = (
-                f"Port {port} is in use by another program (another notebook's login or "
-                "`astro login` in a terminal), so the browser cannot come back to this kernel. "
-                f"After signing in, paste the address the browser ends on below: {countdown}."
+                f"Port {port} is in use by another program, such as another notebook's login "
+                "or astro login in a terminal, so the browser cannot come back to this kernel. "
+                f"After signing in, paste the address the browser ends on below. {countdown}."
             )
         else:
-            text = f"Waiting for you to sign in in the browser: {countdown}."
+            text = f"Waiting for the sign-in in the browser: {countdown}."
         self.widgets.status.value = status_html(text)
 
     def _tick(self, flow: LoginFlow) -> None:
@@ -286,11 +335,14 @@ class LoginPanel:
             if self._switching_to_token:
                 self._switching_to_token = False
                 self._back_to_form("Paste an access token from the Astro UI, then click Log in.")
-            else:
+            elif self._cancel_requested and self._listening_port:
                 self._back_to_form(
-                    f"{str(error).rstrip('.')}; nothing was saved and the callback port is free "
-                    "again."
+                    f"Login cancelled; nothing was saved and port {self._listening_port} is "
+                    "free again."
                 )
+            else:
+                # Replaced by a newer login, which may be listening on the same port now.
+                self._back_to_form(f"{str(error).rstrip('.')}; nothing was saved.")
             return
         except (AstroJupyterError, TimeoutError) as error:
             self._back_to_form(str(error), error=True)
@@ -316,14 +368,16 @@ class LoginPanel:
         w.card.value = card_html(result, result_notes(result))
         show(w.card, True)
         if len(result.workspaces) > 1:
-            options: list[tuple[str, str | None]] = [
+            options = [
                 (f"{workspace.name} ({workspace.id})", workspace.id)
                 for workspace in result.workspaces
             ]
             if result.workspace is None:
-                options.insert(0, ("Select a workspace", None))
+                # A Dropdown shows nothing for the value None, so the entry
+                # that says nothing is selected has an empty id instead.
+                options.insert(0, ("None selected: choose a workspace", ""))
             w.workspace.options = options
-            w.workspace.value = result.workspace.id if result.workspace else None
+            w.workspace.value = result.workspace.id if result.workspace else ""
             show(w.workspace, True)
         w.again.description = "Log in again"
         show(w.again, True)
@@ -433,4 +487,18 @@ def new_login_panel(
         email = validate_email(email)
     else:
         email = saved_email(store, options.domain)
-    return LoginPanel(settings, store, options, email=email, mode=login_mode, token=token)
+    panel = LoginPanel(settings, store, options, email=email, mode=login_mode, token=token)
+    shell = _kernel_shell()
+    if shell is not None:
+        panel.watch_cell_runs(shell)
+    return panel
+
+
+def _kernel_shell() -> Any:
+    """Return the IPython shell when this process is a kernel with a frontend, else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return shell if getattr(shell, "kernel", None) is not None else None

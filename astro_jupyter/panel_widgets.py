@@ -16,7 +16,15 @@ import ipywidgets as widgets
 
 from .login_types import LoginMode, LoginResult
 
-__all__ = ["MODE_LABELS", "PanelWidgets", "build_widgets", "card_html", "link_html", "message_html"]
+__all__ = [
+    "MODE_LABELS",
+    "TOKEN_PLACEHOLDER",
+    "PanelWidgets",
+    "build_widgets",
+    "card_html",
+    "link_html",
+    "message_html",
+]
 
 MODE_LABELS = (
     ("Open a browser tab", LoginMode.BROWSER),
@@ -32,6 +40,7 @@ _BUTTON_STYLE = (
     "background:var(--jp-brand-color1,#1976d2);color:var(--jp-ui-inverse-font-color1,#fff);"
     "font-weight:600"
 )
+TOKEN_PLACEHOLDER = "Paste an access token from the Astro UI"
 _ERROR_STYLE = "color:var(--jp-error-color1,#d32f2f)"
 _MUTED_STYLE = "color:var(--jp-ui-font-color2,#616161)"
 
@@ -88,7 +97,7 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
     # until the field loses focus; the panel then takes it out at once.
     token = _hidden(
         widgets.Password(
-            placeholder="Paste an access token from the Astro UI",
+            placeholder=TOKEN_PLACEHOLDER,
             description="Token",
             continuous_update=False,
             layout=widgets.Layout(width="32em"),
@@ -107,8 +116,9 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
     paste_button = widgets.Button(description="Finish login", icon="check")
     paste_help = widgets.HTML(
         f"<span style='{_MUTED_STYLE}'>If the browser cannot reach this kernel (a remote "
-        "JupyterHub, or another program on the port), the sign-in ends on an error page. "
-        "Copy that page's whole address from the address bar and paste it here.</span>"
+        "JupyterHub, or another program on the port), the sign-in ends on an error page or on "
+        "another program's page. Copy that page's whole address from the address bar and "
+        "paste it here.</span>"
     )
     paste_box = _hidden(widgets.VBox([paste_help, widgets.HBox([paste, paste_button])]))
     message = widgets.HTML()
@@ -243,6 +253,8 @@ def card_html(result: LoginResult, notes: list[str], *, now: datetime | None = N
         rows.append(("Workspace", f"{result.workspace.name} ({result.workspace.id})"))
     elif not result.workspaces:
         rows.append(("Workspace", "none yet: create one in the Astro UI"))
+    elif result.workspace is None:
+        rows.append(("Workspace", "none selected: choose one below"))
     rows.append(("Token expires", _expiry_text(result, now)))
     table = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(name)}</th>"

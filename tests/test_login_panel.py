@@ -222,6 +222,7 @@ def test_panel_cancel_frees_port(panels, ada_account, astro_config_path):
 
     assert port_is_free(port)
     assert "Login cancelled" in shown(panel.widgets.message)
+    assert f"port {port} is free again" in shown(panel.widgets.message)
     assert visible(panel.widgets.login)
     assert not astro_config_path.exists()
 
@@ -312,7 +313,9 @@ def test_panel_workspace_choice_is_saved(panels, emulator, astro_config_path):
 
     dropdown = panel.widgets.workspace
     assert visible(dropdown)
-    assert dropdown.value is None
+    assert dropdown.value == ""
+    assert dropdown.label.startswith("None selected")
+    assert "none selected: choose one below" in shown(panel.widgets.card)
     beta = next(value for label, value in dropdown.options if label.startswith("Beta"))
     dropdown.value = beta
 
@@ -451,3 +454,53 @@ def test_login_panel_function_survives_module_import(panels, ada_account):
     assert isinstance(first, LoginPanel)
     assert isinstance(second, LoginPanel)
     assert callable(astro_jupyter.login_panel)
+
+
+def test_secret_fields_disabled_while_cell_runs(panels, ada_account, shell):
+    panel = open_panel(panels, mode="token")
+    panel.watch_cell_runs(shell, cell_running=False)
+    seen: list[bool] = []
+    panel.widgets.token.observe(lambda change: seen.append(change["new"]), names="disabled")
+    during: dict[str, bool] = {}
+    shell.user_ns["record"] = lambda: during.update(
+        token=panel.widgets.token.disabled, paste=panel.widgets.paste.disabled
+    )
+
+    shell.run_cell("record()")
+
+    assert during == {"token": True, "paste": True}
+    assert seen == [True, False]
+    assert not panel.widgets.token.disabled
+    assert not panel.widgets.paste.disabled
+    assert "once no cell is running" not in panel.widgets.token.placeholder
+
+
+def test_panel_cancel_on_busy_port_claims_no_free_port(panels, ada_account, monkeypatch):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other_login:
+        other_login.bind(("127.0.0.1", 0))
+        other_login.listen()
+        monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", str(other_login.getsockname()[1]))
+        AstroLogin.clear_instance()
+        panel = open_panel(panels, email=ADA_EMAIL)
+        waiting_url(panel)
+
+        panel.widgets.cancel.click()
+        finished(panel)
+
+    assert "Login cancelled; nothing was saved." in shown(panel.widgets.message)
+    assert "free again" not in shown(panel.widgets.message)
+
+
+def test_panel_cut_code_says_paste_may_be_cut(panels, ada_account, astro_config_path):
+    panel = open_panel(panels, email=ADA_EMAIL, mode="link")
+    landed = follow_login_link(waiting_url(panel), reach_callback=False)
+    code = landed.query["code"]
+
+    panel.widgets.paste.value = landed.url.replace(f"code={code}", f"code={code[:-4]}")
+    finished(panel)
+
+    message = shown(panel.widgets.message)
+    assert "invalid_grant" in message
+    assert "pasted address, which may have been cut short" in message
+    assert code[:-4] not in message
+    assert not astro_config_path.exists()

@@ -73,10 +73,12 @@ def open_login_notebook(
 ) -> Any:
     """Return a function that opens a notebook with the set-up cell and one login cell, run."""
 
-    def open_and_run(login_line: str, ui: UserInterface = LAB) -> NotebookPage:
-        path = write_notebook([setup_cell(emulator, astro_home, callback_port), login_line])
-        notebook = open_notebook(path, ui=ui)
-        notebook.run_all()
+    def open_and_run(
+        login_line: str, ui: UserInterface = LAB, later_cells: tuple[str, ...] = ()
+    ) -> NotebookPage:
+        cells = [setup_cell(emulator, astro_home, callback_port), login_line, *later_cells]
+        notebook = open_notebook(write_notebook(cells), ui=ui)
+        notebook.run_all(wait=not later_cells)
         expect(panel(notebook)).to_be_visible()
         return notebook
 
@@ -261,9 +263,13 @@ def test_link_flow_paste_back(
 
 def test_token_flow(open_login_notebook, emulator, astro_config_path, tmp_path):
     token = emulator.mint_access_token(ADA_EMAIL)
-    notebook = open_login_notebook("%astro_login -t")
+    notebook = open_login_notebook("%astro_login -t", later_cells=("import time; time.sleep(3)",))
     field = panel_part(notebook, "token").locator("input")
     expect(field).to_be_visible()
+    # While a cell runs the kernel could not clear a pasted token, so the field is closed.
+    expect(field).to_be_disabled()
+    expect(panel_part(notebook, "paste").locator("input")).to_be_disabled()
+    expect(field).to_be_enabled(timeout=15_000)
     expect(panel_part(notebook, "email")).to_be_hidden()
     keep_screenshot(notebook, tmp_path, "panel-token")
 
@@ -288,7 +294,7 @@ def test_cancel_frees_port(
     panel_part(notebook, "cancel").click()
 
     expect(panel_part(notebook, "message")).to_contain_text("Login cancelled")
-    expect(panel_part(notebook, "message")).to_contain_text("callback port is free again")
+    expect(panel_part(notebook, "message")).to_contain_text(f"port {callback_port} is free again")
     expect(panel_part(notebook, "login")).to_be_visible()
     assert port_is_free(callback_port)
     keep_screenshot(notebook, tmp_path, "panel-cancelled")
