@@ -77,7 +77,7 @@ def login_panel(
 
     Display it as a cell's last value. It starts the login at once when the
     account email is known (given, or saved in the context) and ``mode`` is
-    ``"browser"`` or ``"link"``; otherwise it waits for the user's input. The
+    ``"browser"`` or ``"link"``. Otherwise it waits for the user's input. The
     login runs in the background: use :func:`wait_for_login` in a later cell
     to wait for it.
 

@@ -5,7 +5,7 @@ it and waits until it has let go of the callback port, so one kernel never
 has two callback servers. Later cells wait for the login in progress through
 :meth:`LoginTracker.wait`.
 
-The settings singleton (:class:`~astro_jupyter.settings.AstroLogin`) holds the
+The settings singleton (:class:`~astro_jupyter.settings.AstroLogin`) keeps the
 process's tracker. The tracker keeps flows only, never a token.
 """
 

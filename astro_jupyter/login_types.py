@@ -51,7 +51,7 @@ class LoginEvent:
     ``authorize_url`` is set on the :attr:`LoginStep.WAITING_FOR_BROWSER`
     event: the page the user must open. It contains no secret (the PKCE challenge
     and ``state`` are public by design). ``callback_listening`` is false on that
-    event when another program holds the callback port, so only a pasted
+    event when another program listens on the callback port, so only a pasted
     redirect address can finish the login.
     """
 

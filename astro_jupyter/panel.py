@@ -373,8 +373,8 @@ class LoginPanel:
                 for workspace in result.workspaces
             ]
             if result.workspace is None:
-                # A Dropdown shows nothing for the value None, so the entry
-                # that says nothing is selected has an empty id instead.
+                # A Dropdown shows no entry for the value None, so the entry
+                # for "none selected" has an empty id instead.
                 options.insert(0, ("None selected: choose a workspace", ""))
             w.workspace.options = options
             w.workspace.value = result.workspace.id if result.workspace else ""

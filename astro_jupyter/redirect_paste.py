@@ -2,7 +2,7 @@
 
 When the browser runs on another machine than the kernel (a remote
 JupyterHub), the redirect to ``http://localhost:12345/callback?code=…`` ends
-on an error page in the user's browser. The address bar still holds the code
+on an error page in the user's browser. The address bar still contains the code
 and ``state``, so the user can paste that address back into the notebook.
 
 Messages never quote the pasted text, because it contains the authorization code.

@@ -56,7 +56,7 @@ def _env_base_url(name: str) -> str:
 class AstroLogin(SingletonConfigurable):
     """Settings for ``%astro_login`` and the functions that use the stored login.
 
-    The process's one instance also holds :attr:`logins`, the tracker of the
+    The process's one instance also keeps :attr:`logins`, the tracker of the
     logins started in this kernel.
     """
 

@@ -292,7 +292,7 @@ class RunningKernel:
         """Run ``code`` and return its reply and iopub messages once the kernel is idle again.
 
         ``on_message`` is called with each iopub message of this execution as it
-        arrives, while the cell still runs. ``allow_stdin`` tells the kernel that
+        arrives, while the cell still runs. ``allow_stdin`` informs the kernel that
         an interactive frontend is attached, as JupyterLab does; nothing answers
         a prompt, so only use it for cells that do not prompt. Raises
         ``TimeoutError`` when the cell does not finish within ``timeout_s`` seconds.
