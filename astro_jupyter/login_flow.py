@@ -47,6 +47,10 @@ def _without_bearer_scheme(token: str) -> str:
     return rest.strip() if scheme.lower() == "bearer" else token
 
 
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
 @dataclass
 class _Secrets:
     """Values that must live only as long as the login; kept out of every repr."""
@@ -247,8 +251,7 @@ class LoginFlow:
             )
         if outcome.code:
             # Only a digest is kept, to tell a pasted code from the browser's later.
-            digest = hashlib.sha256(outcome.code.encode("utf-8")).digest()
-            self._pasted_code_digests.add(digest)
+            self._pasted_code_digests.add(_digest(outcome.code))
         callback.deliver(outcome)
 
     def wait(self, timeout: float | None = None) -> LoginResult:
@@ -377,8 +380,7 @@ class LoginFlow:
             ) from None
 
     def _was_pasted(self, code: str) -> bool:
-        digest = hashlib.sha256(code.encode("utf-8")).digest()
-        return digest in self._pasted_code_digests
+        return _digest(code) in self._pasted_code_digests
 
     def _wait_for_code(
         self,
