@@ -145,11 +145,6 @@ class LoginFlow:
         return None
 
     @property
-    def requested_email(self) -> str | None:
-        """The account the login was started for; None for a token login."""
-        return self._requested_email
-
-    @property
     def done(self) -> bool:
         """Whether the login has ended, in success, failure or cancellation."""
         return self._done.is_set()
@@ -236,8 +231,9 @@ class LoginFlow:
         outcome = callback.judge(query)
         if outcome.ignored_reason == "wrong state":
             raise InvalidInputError(
-                "The pasted address belongs to another login attempt (its state does not "
-                "match); paste the address from the tab that this login's link opened."
+                "The pasted address's state does not match this login: it is from another "
+                "login attempt, or it was cut short. Copy the whole address from the tab that "
+                "this login's link opened."
             )
         if outcome.ignored_reason:
             raise InvalidInputError(
