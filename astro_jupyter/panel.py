@@ -28,6 +28,7 @@ from .panel_widgets import (
     TOKEN_PLACEHOLDER,
     build_widgets,
     card_html,
+    is_shown,
     link_html,
     message_html,
     show,
@@ -92,6 +93,7 @@ class LoginPanel:
         self._cell_running = False
         self._cancel_requested = False
         self._listening_port: int | None = None
+        self._filling_workspaces = False
 
         redirect_uri = f"http://localhost:{options.callback_port or 'PORT'}/callback"
         self.widgets = build_widgets(options.domain, redirect_uri)
@@ -161,17 +163,32 @@ class LoginPanel:
             self._update_secret_fields()
 
     def _update_secret_fields(self) -> None:
+        """Apply the cell-running state to the secret fields that are shown.
+
+        Hidden fields are left alone, so old panels (most of them ended) send
+        no widget messages on every cell; a field gets the state when shown.
+        """
+        if is_shown(self.widgets.token):
+            self._set_token_field()
+        if is_shown(self.widgets.paste_box):
+            self._set_paste_fields()
+
+    def _set_token_field(self) -> None:
+        token = self.widgets.token
+        token.disabled = self._cell_running or self._state is _PanelState.RUNNING
+        if self._cell_running:
+            token.placeholder = "Paste a token once no cell is running"
+        else:
+            token.placeholder = TOKEN_PLACEHOLDER
+
+    def _set_paste_fields(self) -> None:
         w = self.widgets
-        busy = self._cell_running
-        w.token.disabled = busy or self._state is _PanelState.RUNNING
-        w.paste.disabled = busy
-        w.paste_button.disabled = busy
-        if busy:
+        w.paste.disabled = self._cell_running
+        w.paste_button.disabled = self._cell_running
+        if self._cell_running:
             w.paste.placeholder = "Paste the address once no cell is running"
-            w.token.placeholder = "Paste a token once no cell is running"
         else:
             w.paste.placeholder = self._paste_placeholder
-            w.token.placeholder = TOKEN_PLACEHOLDER
 
     # Wiring
 
@@ -188,6 +205,8 @@ class LoginPanel:
 
     def _show_mode_fields(self) -> None:
         token_mode = self.mode is LoginMode.TOKEN
+        if token_mode:
+            self._set_token_field()
         show(self.widgets.email, not token_mode)
         show(self.widgets.token, token_mode)
 
@@ -292,7 +311,7 @@ class LoginPanel:
         w = self.widgets
         if event.redirect_uri:
             self._paste_placeholder = f"{event.redirect_uri}?code=…&state=…"
-            self._update_secret_fields()
+        self._set_paste_fields()
         w.link.value = link_html(event.authorize_url, self.mode)
         show(w.link, True)
         show(w.paste_box, True)
@@ -307,9 +326,9 @@ class LoginPanel:
         if event.callback_listening is False:
             port = urlsplit(event.redirect_uri or "").port
             text = (
-                f"Port {port} is in use by another program, such as another notebook's login "
-                "or astro login in a terminal, so the browser cannot come back to this kernel. "
-                f"After signing in, paste the address the browser ends on below. {countdown}."
+                f"Port {port} is in use by another program, such as another notebook's login, "
+                f"so the browser cannot come back to this kernel: paste its address below. "
+                f"{countdown}."
             )
         else:
             text = f"Waiting for the sign-in in the browser: {countdown}."
@@ -365,22 +384,30 @@ class LoginPanel:
         show(w.token, False)
         w.status.value = ""
         w.message.value = ""
-        w.card.value = card_html(result, result_notes(result))
-        show(w.card, True)
-        if len(result.workspaces) > 1:
-            options = [
-                (f"{workspace.name} ({workspace.id})", workspace.id)
-                for workspace in result.workspaces
-            ]
-            if result.workspace is None:
-                # A Dropdown shows no entry for the value None, so the entry
-                # for "none selected" has an empty id instead.
-                options.insert(0, ("None selected: choose a workspace", ""))
-            w.workspace.options = options
-            w.workspace.value = result.workspace.id if result.workspace else ""
-            show(w.workspace, True)
+        self._show_card(result)
         w.again.description = "Log in again"
         show(w.again, True)
+
+    def _show_card(self, result: LoginResult) -> None:
+        w = self.widgets
+        w.card.value = card_html(result, result_notes(result))
+        show(w.card, True)
+        if len(result.workspaces) <= 1:
+            return
+        options = [
+            (f"{workspace.name} ({workspace.id})", workspace.id) for workspace in result.workspaces
+        ]
+        if result.workspace is None:
+            # A Dropdown shows no entry for the value None, so the entry
+            # for "none selected" has an empty id instead.
+            options.insert(0, ("None selected: choose a workspace", ""))
+        self._filling_workspaces = True
+        try:
+            w.workspace.options = options
+            w.workspace.value = result.workspace.id if result.workspace else ""
+        finally:
+            self._filling_workspaces = False
+        show(w.workspace, True)
 
     # User input in the kernel's thread
 
@@ -433,21 +460,23 @@ class LoginPanel:
     def _on_workspace_change(self, change: dict[str, Any]) -> None:
         result = self._result
         workspace_id = change["new"]
-        if result is None or not workspace_id or self._state is not _PanelState.DONE:
-            return
-        if result.workspace is not None and result.workspace.id == workspace_id:
+        if result is None or self._filling_workspaces or self._state is not _PanelState.DONE:
             return
         chosen = next((w for w in result.workspaces if w.id == workspace_id), None)
-        if chosen is None:
+        if chosen is None or chosen == result.workspace:
+            # "None selected" cannot be chosen back: the saved workspace stays.
+            self._show_card(result)
             return
         try:
             self._store.update_context(
                 result.domain, workspace=chosen.id, last_used_workspace=chosen.id
             )
         except AstroJupyterError as error:
+            self._show_card(result)
             self.widgets.message.value = message_html(str(error), error=True)
             return
         self._result = _with_workspace(result, chosen)
+        self._show_card(self._result)
         self.widgets.message.value = message_html(f"Workspace set to {chosen.name} ({chosen.id}).")
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "TOKEN_PLACEHOLDER",
     "PanelWidgets",
     "build_widgets",
+    "is_shown",
     "card_html",
     "link_html",
     "message_html",
@@ -111,16 +112,20 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
         placeholder=f"{callback_redirect_uri}?code=…&state=…",
         description="Address",
         continuous_update=False,
-        layout=widgets.Layout(width="40em"),
+        layout=widgets.Layout(width="40em", max_width="100%"),
     )
-    paste_button = widgets.Button(description="Finish login", icon="check")
+    # The button keeps its width on narrow screens and wraps below the field.
+    paste_button = widgets.Button(
+        description="Finish login", icon="check", layout=widgets.Layout(flex="0 0 auto")
+    )
     paste_help = widgets.HTML(
         f"<span style='{_MUTED_STYLE}'>If the browser cannot reach this kernel (a remote "
         "JupyterHub, or another program on the port), the sign-in ends on an error page or on "
         "another program's page. Copy that page's whole address from the address bar and "
         "paste it here.</span>"
     )
-    paste_box = _hidden(widgets.VBox([paste_help, widgets.HBox([paste, paste_button])]))
+    paste_row = widgets.HBox([paste, paste_button], layout=widgets.Layout(flex_flow="row wrap"))
+    paste_box = _hidden(widgets.VBox([paste_help, paste_row]))
     message = widgets.HTML()
     card = _hidden(widgets.HTML())
     workspace = _hidden(
@@ -180,6 +185,11 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
         workspace=workspace,
         again=again,
     )
+
+
+def is_shown(widget: widgets.DOMWidget) -> bool:
+    """Tell whether ``widget`` is set to be shown."""
+    return widget.layout.display != "none"
 
 
 def show(widget: widgets.DOMWidget, visible: bool) -> None:

@@ -323,6 +323,14 @@ def test_panel_workspace_choice_is_saved(panels, emulator, astro_config_path):
     assert context["workspace"] == beta
     assert context["last_used_workspace"] == beta
     assert "Workspace set to Beta" in shown(panel.widgets.message)
+    assert "none selected" not in shown(panel.widgets.card)
+    assert [value for _label, value in dropdown.options if not value] == []
+    assert dropdown.value == beta
+
+    alpha = next(value for label, value in dropdown.options if label.startswith("Alpha"))
+    dropdown.value = alpha
+    assert read_config(astro_config_path)["contexts"]["localhost"]["workspace"] == alpha
+    assert panel.result.workspace.id == alpha
 
 
 def test_second_panel_replaces_first_login(panels, ada_account):
@@ -456,24 +464,55 @@ def test_login_panel_function_survives_module_import(panels, ada_account):
     assert callable(astro_jupyter.login_panel)
 
 
-def test_secret_fields_disabled_while_cell_runs(panels, ada_account, shell):
+def record_disabled(panel: LoginPanel) -> list[tuple[str, bool]]:
+    changes: list[tuple[str, bool]] = []
+    for name in ("token", "paste", "paste_button"):
+        getattr(panel.widgets, name).observe(
+            lambda change, name=name: changes.append((name, change["new"])), names="disabled"
+        )
+    return changes
+
+
+def test_token_field_disabled_while_cell_runs(panels, ada_account, shell):
     panel = open_panel(panels, mode="token")
     panel.watch_cell_runs(shell, cell_running=False)
-    seen: list[bool] = []
-    panel.widgets.token.observe(lambda change: seen.append(change["new"]), names="disabled")
+    changes = record_disabled(panel)
+    during: dict[str, bool] = {}
+    shell.user_ns["record"] = lambda: during.update(token=panel.widgets.token.disabled)
+
+    shell.run_cell("record()")
+
+    assert during == {"token": True}
+    assert changes == [("token", True), ("token", False)]
+    assert "once no cell is running" not in panel.widgets.token.placeholder
+
+
+def test_paste_fields_disabled_while_cell_runs(panels, ada_account, shell):
+    panel = open_panel(panels, email=ADA_EMAIL, mode="link")
+    waiting_url(panel)
+    panel.watch_cell_runs(shell, cell_running=False)
     during: dict[str, bool] = {}
     shell.user_ns["record"] = lambda: during.update(
-        token=panel.widgets.token.disabled, paste=panel.widgets.paste.disabled
+        paste=panel.widgets.paste.disabled, button=panel.widgets.paste_button.disabled
     )
 
     shell.run_cell("record()")
 
-    assert during == {"token": True, "paste": True}
-    assert seen == [True, False]
-    assert not panel.widgets.token.disabled
+    assert during == {"paste": True, "button": True}
     assert not panel.widgets.paste.disabled
-    assert "once no cell is running" not in panel.widgets.token.placeholder
+    assert not panel.widgets.paste_button.disabled
 
+
+def test_ended_panel_sends_nothing_on_cell_runs(panels, ada_account, shell):
+    panel = open_panel(panels, email=ADA_EMAIL)
+    follow_login_link(waiting_url(panel))
+    finished(panel)
+    panel.watch_cell_runs(shell, cell_running=False)
+    changes = record_disabled(panel)
+
+    shell.run_cell("1 + 1")
+
+    assert changes == []
 
 def test_panel_cancel_on_busy_port_claims_no_free_port(panels, ada_account, monkeypatch):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other_login:

@@ -268,7 +268,6 @@ def test_token_flow(open_login_notebook, emulator, astro_config_path, tmp_path):
     expect(field).to_be_visible()
     # While a cell runs the kernel could not clear a pasted token, so the field is closed.
     expect(field).to_be_disabled()
-    expect(panel_part(notebook, "paste").locator("input")).to_be_disabled()
     expect(field).to_be_enabled(timeout=15_000)
     expect(panel_part(notebook, "email")).to_be_hidden()
     keep_screenshot(notebook, tmp_path, "panel-token")
@@ -327,5 +326,21 @@ def test_busy_port_completes_by_paste_back(
 
         expect_logged_in(notebook)
 
+    assert saved_context(astro_config_path)["user_email"] == ADA_EMAIL
+    assert_saved_without_secrets(notebook, emulator)
+
+
+def test_run_all_waits_for_tab_login(open_login_notebook, emulator, astro_config_path):
+    notebook = open_login_notebook(
+        f"%astro_login -e {ADA_EMAIL}",
+        later_cells=("import astro_jupyter\nprint(astro_jupyter.wait_for_login(60).email)",),
+    )
+    # The third cell blocks the kernel, so the address field stays closed meanwhile.
+    expect(panel_part(notebook, "paste").locator("input")).to_be_disabled()
+
+    approve_in_popup(notebook)
+
+    expect_logged_in(notebook)
+    notebook.wait_for_output_text(2, ADA_EMAIL, timeout_s=30)
     assert saved_context(astro_config_path)["user_email"] == ADA_EMAIL
     assert_saved_without_secrets(notebook, emulator)
