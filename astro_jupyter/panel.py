@@ -276,9 +276,7 @@ class LoginPanel:
             w.login.description = "Try again" if error else "Log in"
             show(w.login, True)
             show(w.cancel, False)
-            show(w.link, False)
-            w.link.value = ""
-            show(w.paste_box, False)
+            self._hide_sign_in()
             show(w.card, False)
             show(w.workspace, False)
             show(w.again, False)
@@ -299,9 +297,7 @@ class LoginPanel:
                 self._finish(event)
             else:
                 self._waiting_event = None
-                show(self.widgets.link, False)
-                self.widgets.link.value = ""
-                show(self.widgets.paste_box, False)
+                self._hide_sign_in()
                 self.widgets.status.value = status_html(event.message)
 
     def _show_waiting(self) -> None:
@@ -316,6 +312,12 @@ class LoginPanel:
         show(w.link, True)
         show(w.paste_box, True)
         self._update_countdown()
+
+    def _hide_sign_in(self) -> None:
+        """Hide the sign-in link and the address field, and drop the link's address."""
+        show(self.widgets.link, False)
+        self.widgets.link.value = ""
+        show(self.widgets.paste_box, False)
 
     def _update_countdown(self) -> None:
         event = self._waiting_event
@@ -377,9 +379,7 @@ class LoginPanel:
         self._state = _PanelState.DONE
         self._waiting_event = None
         show(w.cancel, False)
-        show(w.link, False)
-        w.link.value = ""
-        show(w.paste_box, False)
+        self._hide_sign_in()
         show(w.email, False)
         show(w.token, False)
         w.status.value = ""
