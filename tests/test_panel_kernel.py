@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from astro_jupyter.emulator import follow_login_link
-from tests.conftest import ADA_EMAIL, read_config, start_logged_out_kernel
+from tests.conftest import ADA_EMAIL, Browser, read_config, start_logged_out_kernel
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PRINT_LINK = (
@@ -43,14 +43,14 @@ def test_panel_shown_where_frontend_allows_stdin(
 ) -> None:
     kernel = start_logged_out_kernel(start_kernel, kernel_env)
 
-    shown = kernel.execute(f"%astro_login -e {ADA_EMAIL}", allow_stdin=True)
+    panel_cell = kernel.execute(f"%astro_login -e {ADA_EMAIL}", allow_stdin=True)
 
-    assert shown.status == "ok", shown.reply
-    data = displayed_data(shown)
+    assert panel_cell.status == "ok", panel_cell.reply
+    data = displayed_data(panel_cell)
     assert len(data) == 1
     assert WIDGET_VIEW in data[0]
     assert "Astro login panel for localhost" in data[0]["text/plain"]
-    assert shown.stream("stdout") == ""
+    assert panel_cell.stream("stdout") == ""
 
     # The cell above has ended while the login waits in the background.
     link = kernel.execute(PRINT_LINK).stream("stdout").strip()
@@ -73,22 +73,14 @@ def test_no_widget_keeps_text_form(
     ada_account: str, kernel_env: dict[str, str], start_kernel: Any
 ) -> None:
     kernel = start_logged_out_kernel(start_kernel, kernel_env)
-    links: list[str] = []
-
-    def browser(message: dict[str, Any]) -> None:
-        from tests.conftest import login_link
-
-        url = login_link(message)
-        if url:
-            links.append(url)
-            follow_login_link(url)
+    browser = Browser()
 
     result = kernel.execute(
         f"%astro_login -e {ADA_EMAIL} -l --no-widget", allow_stdin=True, on_message=browser
     )
 
     assert result.status == "ok", result.reply
-    assert len(links) == 1
+    assert len(browser.links) == 1
     assert f"Logged in to localhost as {ADA_EMAIL}." in result.stream("stdout")
     assert all(WIDGET_VIEW not in data for data in displayed_data(result))
 
