@@ -148,7 +148,7 @@ class AstroMagics(Magics):
         options = login_options(self.settings, store, args.domain, args.timeout)
         domain = options.domain
 
-        if self._panel_wanted(args):
+        if self._shows_panel(args):
             self._show_panel(args, store, options)
             return
 
@@ -168,7 +168,7 @@ class AstroMagics(Magics):
 
     # The panel
 
-    def _panel_wanted(self, args: Any) -> bool:
+    def _shows_panel(self, args: Any) -> bool:
         from .widget_frontend import frontend_shows_widgets
 
         return not args.no_widget and self.settings.widget and frontend_shows_widgets(self.shell)

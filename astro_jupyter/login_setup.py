@@ -21,8 +21,12 @@ def login_options(
     store: ConfigStore,
     domain: str | None = None,
     timeout_s: float | None = None,
+    *,
+    timeout_name: str = "--timeout",
 ) -> LoginOptions:
     """Resolve the options of a login to ``domain`` with the given callback timeout.
+
+    ``timeout_name`` is how the caller's user passed the timeout, for the error message.
 
     Raises
     ------
@@ -36,7 +40,7 @@ def login_options(
     timeout_s = settings.callback_timeout_s if timeout_s is None else timeout_s
     if not 0 < timeout_s <= MAX_CALLBACK_TIMEOUT_S:
         raise InvalidInputError(
-            f"--timeout must be more than 0 and at most {MAX_CALLBACK_TIMEOUT_S:g} seconds, "
+            f"{timeout_name} must be more than 0 and at most {MAX_CALLBACK_TIMEOUT_S:g} seconds, "
             f"not {timeout_s:g}."
         )
     return LoginOptions(

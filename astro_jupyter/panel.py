@@ -5,14 +5,14 @@ a background thread, and the flow's events update the widgets from that
 thread (ipywidgets sends those updates with no cell running). Values that are
 secrets, a pasted token or a pasted callback address, are taken out of their
 widget as soon as the kernel reads them, so a notebook saved with widget state
-after that does not contain them.
+after that does not contain them. While a cell runs, the kernel reads no widget
+input, so those fields are disabled until the cell ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import logging
 import threading
 import time
 from typing import Any
@@ -37,8 +37,6 @@ from .panel_widgets import (
 from .settings import AstroLogin
 
 __all__ = ["LoginPanel", "new_login_panel"]
-
-log = logging.getLogger(__name__)
 
 _TICK_S = 1.0
 
@@ -165,8 +163,8 @@ class LoginPanel:
     def _update_secret_fields(self) -> None:
         """Apply the cell-running state to the secret fields that are shown.
 
-        Hidden fields are left alone, so old panels (most of them ended) send
-        no widget messages on every cell; a field gets the state when shown.
+        Hidden fields are left alone, so old panels, most of them ended, send
+        no widget messages on every cell. A field gets the state when shown.
         """
         if is_shown(self.widgets.token):
             self._set_token_field()
@@ -511,7 +509,7 @@ def new_login_panel(
         ) from None
     settings = AstroLogin.instance()
     store = default_store()
-    options = login_options(settings, store, domain, timeout)
+    options = login_options(settings, store, domain, timeout, timeout_name="timeout")
     if email is not None:
         email = validate_email(email)
     else:

@@ -95,7 +95,7 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
         layout=widgets.Layout(width="24em"),
     )
     # continuous_update=False keeps a half-typed token out of the widget state
-    # until the field loses focus; the panel then takes it out at once.
+    # until the field loses focus. The panel then takes it out at once.
     token = _hidden(
         widgets.Password(
             placeholder=TOKEN_PLACEHOLDER,

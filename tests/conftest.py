@@ -293,7 +293,7 @@ class RunningKernel:
 
         ``on_message`` is called with each iopub message of this execution as it
         arrives, while the cell still runs. ``allow_stdin`` informs the kernel that
-        an interactive frontend is attached, as JupyterLab does; nothing answers
+        an interactive frontend is attached, as JupyterLab does. Nothing answers
         a prompt, so only use it for cells that do not prompt. Raises
         ``TimeoutError`` when the cell does not finish within ``timeout_s`` seconds.
         """

@@ -31,14 +31,14 @@ pytestmark = pytest.mark.usefixtures("emulator_settings")
 WAIT_S = 15.0
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
+def wait_until(condition: Callable[[], Any], description: str, timeout_s: float = WAIT_S) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {description}")
 
 
 def shown(widget: Any) -> str:
@@ -435,11 +435,16 @@ def _all_widgets(root: Any) -> Iterator[Any]:
         yield from _all_widgets(child)
 
 
-def test_new_login_panel_rejects_bad_mode():
+def test_new_login_panel_rejects_bad_input(astro_config_path):
     from astro_jupyter.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="Invalid mode 'phone'"):
         new_login_panel(mode="phone")
+    with pytest.raises(InvalidInputError, match="^timeout must be more than 0"):
+        new_login_panel(timeout=0)
+    with pytest.raises(InvalidInputError, match="Invalid email"):
+        new_login_panel(email="not-an-email")
+    assert not astro_config_path.exists()
 
 
 def test_panel_timeout_message(panels, ada_account):
@@ -514,7 +519,8 @@ def test_ended_panel_sends_nothing_on_cell_runs(panels, ada_account, shell):
 
     assert changes == []
 
-def test_panel_cancel_on_busy_port_claims_no_free_port(panels, ada_account, monkeypatch):
+
+def test_busy_port_cancel_message(panels, ada_account, monkeypatch):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other_login:
         other_login.bind(("127.0.0.1", 0))
         other_login.listen()
