@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hardening_tally import HardeningTally
 from ruamel.yaml import YAML
 
 # Variables that could point a test at real state or real programs: the user's
@@ -99,6 +100,50 @@ def _describe_changes(
         if before[name] != after[name]
     ]
     return changes
+
+
+_HARDENING_TALLY = pytest.StashKey[HardeningTally]()
+_SESSION_START = pytest.StashKey[float]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--hardening-report",
+        metavar="PATH",
+        default=None,
+        help="Write the hardening tests' summary table to PATH as Markdown.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_HARDENING_TALLY] = HardeningTally()
+    config.stash[_SESSION_START] = time.monotonic()
+
+
+@pytest.fixture
+def hardening(request: pytest.FixtureRequest) -> HardeningTally:
+    """The run's tally of faults, hostile inputs, concurrent writes and secrets tried."""
+    return request.config.stash[_HARDENING_TALLY]
+
+
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
+    tally = config.stash[_HARDENING_TALLY]
+    lines = tally.text_lines()
+    if not lines:
+        return
+    terminalreporter.section("hardening summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    report_path = config.getoption("--hardening-report")
+    if report_path:
+        outcome = "passed" if exitstatus == 0 else f"failed (pytest exit code {exitstatus})"
+        duration_s = time.monotonic() - config.stash[_SESSION_START]
+        Path(report_path).write_text(
+            tally.markdown(outcome=outcome, duration_s=duration_s), encoding="utf-8"
+        )
+        terminalreporter.write_line(f"Hardening figures written to {report_path}")
 
 
 @pytest.fixture(scope="session", autouse=True)
