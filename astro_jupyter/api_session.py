@@ -3,8 +3,10 @@
 :func:`session` returns an :class:`AstroSession` whose relative URLs resolve
 against the context's ``…/v1/`` base, whose requests carry the current token
 (refreshed before it expires), and which retries a request once after a 401 by
-renewing the token. Error statuses raise :class:`~astro_jupyter.errors.ApiError`
-with the API's ``message``. The token is sent only to the API's own origin and
+renewing the token. GET, HEAD and OPTIONS requests are also retried twice at
+most after a reset connection or a 429, 502, 503 or 504 response. Error
+statuses raise :class:`~astro_jupyter.errors.ApiError` with the API's
+``message``. The token is sent only to the API's own origin and
 never appears in a repr or an error.
 """
 
@@ -25,6 +27,7 @@ from .http_client import (
     error_for_response,
     json_body_or_none,
     origin_of,
+    session_retry,
 )
 from .settings import AstroLogin
 
@@ -90,6 +93,10 @@ class AstroSession(requests.Session):
         self.workspace_id = record.workspace if record else None
         self.base_url = f"{settings.api_base_url_for(name)}v1/"
         self.timeout_s = settings.http_timeout_s
+        # GETs are retried after transient failures, as the login's requests are.
+        adapter = requests.adapters.HTTPAdapter(max_retries=session_retry(self.timeout_s))
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
         self.headers["User-Agent"] = "astro_jupyter"
         self.auth = _TokenAuth(origin_of(self.base_url), self._current_token)
         # Fail now, in the cell that created the session, when there is no login.

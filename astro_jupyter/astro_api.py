@@ -66,8 +66,16 @@ class SessionInfo:
 def lookup_organization_ids(http: HttpClient, api_base_url: str, email: str) -> list[str]:
     """Return the ids of the organizations an email belongs to, for the sign-in page to route to."""
     step = "Organization lookup"
+    # The lookup only reads, and POST merely keeps the email out of URLs and
+    # access logs, so repeating it is safe (RFC 9110 section 9.2.2 defines
+    # idempotence by the effect on the server, not by the method).
     body = http.request_json(
-        step, API_SERVER, "POST", f"{api_base_url}organization-lookup", json_body={"email": email}
+        step,
+        API_SERVER,
+        "POST",
+        f"{api_base_url}organization-lookup",
+        json_body={"email": email},
+        idempotent=True,
     )
     ids = body.get("organizationIds") if isinstance(body, dict) else None
     if ids is None:
@@ -176,14 +184,19 @@ def check_session(
         organization has several workspaces and it is one of them.
     """
     v1 = f"{api_base_url}v1/"
-    http.request_json(
-        "Current user",
+    step = "Current user"
+    user = http.request_json(
+        step,
         API_SERVER,
         "GET",
         f"{v1}users/self",
         params={"createIfNotExist": "true"},
         bearer=token,
     )
+    # A response without the user's id is not the Astro API's user record, so
+    # the API URL points at some other server.
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+        raise ApiError(f"{step} failed: the response has no user 'id'.", step=step)
 
     organization = _pick_organization(http, v1, token, stored_organization)
     workspaces = tuple(list_workspaces(http, api_base_url, token, organization.id))

@@ -1,9 +1,14 @@
 """One HTTP session for talking to Astro, with timeouts and one-line errors.
 
-Every request carries the timeout the client was built with, and idempotent
-GETs are retried a bounded number of times on 502, 503 and 504. Every failure
-becomes an :class:`~astro_jupyter.errors.ApiError` whose message names the step
-and the server, but never a query string, a header or a request body.
+Every request carries the timeout the client was built with. Idempotent
+requests are retried a bounded number of times, with backoff, after a reset
+connection or a 429, 502, 503 or 504 response. A request that may have reached
+the server is never repeated unless the caller marks it idempotent, so a
+single-use authorization code or a rotating refresh token is sent once. A
+refused connection is retried for every request, because nothing was sent.
+Every failure becomes an :class:`~astro_jupyter.errors.ApiError` whose message
+names the step and the server, but never a query string, a header or a request
+body.
 
 This module does not import the login flow, IPython or the config store.
 """
@@ -11,16 +16,19 @@ This module does not import the login flow, IPython or the config store.
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .errors import ApiError, OAuthError
@@ -32,11 +40,21 @@ __all__ = [
     "error_for_response",
     "json_body_or_none",
     "origin_of",
+    "retry_after_s",
+    "session_retry",
 ]
 
 log = logging.getLogger(__name__)
 
 _USER_AGENT = "astro_jupyter"
+# Statuses after which an idempotent request is worth another try.
+_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+# The first wait before a retry, in seconds. Each later wait doubles it.
+_BACKOFF_S = 0.2
+# Retry-After is honoured up to this many seconds per retry and never beyond
+# the client's timeout, because a longer wait than one request's own budget
+# would look like a hang. The error message then reports the requested wait.
+_MAX_RETRY_AFTER_S = 5.0
 # Server messages are shown to the user; a page of HTML is not a message.
 _MAX_SERVER_MESSAGE_CHARS = 300
 
@@ -84,6 +102,10 @@ def connection_failure_reason(error: BaseException) -> str:
     for cause in _causes(error):
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "the server closed the connection without a response"
+        if isinstance(cause, (ConnectionResetError, BrokenPipeError)):
+            return "connection reset by the server"
         if isinstance(cause, ssl.SSLError):
             return f"TLS handshake failed ({_one_line(cause.reason or cause)})"
         if isinstance(cause, OSError) and cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
@@ -91,6 +113,87 @@ def connection_failure_reason(error: BaseException) -> str:
         if type(cause).__name__ == "NameResolutionError" or isinstance(cause, socket.gaierror):
             return "host name not found"
     return "connection failed"
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Tell whether a failed connection is worth another try: refused, reset or dropped."""
+    causes = _causes(error)
+    if any(isinstance(cause, ssl.SSLError) for cause in causes):
+        return False
+    transient = (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)
+    return any(isinstance(cause, transient) for cause in causes)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Tell whether the connection failed before any byte of the request was sent."""
+    return any(isinstance(cause, ConnectionRefusedError) for cause in _causes(error))
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header (RFC 9110 section 10.2.3) into seconds from now.
+
+    Returns None when the header is missing or malformed.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+class _CappedRetry(Retry):
+    """urllib3's retry policy with every Retry-After wait cut to ``max_retry_after_s``."""
+
+    def __init__(self, *args: Any, max_retry_after_s: float = _MAX_RETRY_AFTER_S, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_retry_after_s = max_retry_after_s
+
+    def new(self, **kwargs: Any) -> _CappedRetry:
+        retry = super().new(**kwargs)
+        retry.max_retry_after_s = self.max_retry_after_s
+        return retry
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, self.max_retry_after_s)
+
+    def increment(self, *args: Any, **kwargs: Any) -> _CappedRetry:
+        # urllib3 counts a read timeout as a read error, but another wait as
+        # long would double the time the caller allowed, as in HttpClient.
+        error = kwargs.get("error")
+        if isinstance(error, ReadTimeoutError):
+            raise error
+        return super().increment(*args, **kwargs)
+
+
+def session_retry(timeout_s: float, retries: int = 2) -> Retry:
+    """Return the retry policy of :class:`HttpClient` for a ``requests`` adapter.
+
+    GET, HEAD and OPTIONS are retried after a reset connection or a 429, 502,
+    503 or 504 response, but not after a read timeout. Every method is retried
+    after a failed connection, because it sent nothing. Retry-After is honoured up to the smaller of
+    ``_MAX_RETRY_AFTER_S`` and ``timeout_s``. The last response is returned
+    as it is, so that the caller reports its status.
+    """
+    return _CappedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+        status_forcelist=_TRANSIENT_STATUSES,
+        backoff_factor=_BACKOFF_S,
+        raise_on_status=False,
+        max_retry_after_s=min(_MAX_RETRY_AFTER_S, timeout_s),
+    )
 
 
 class HttpClient:
@@ -101,31 +204,18 @@ class HttpClient:
     timeout_s
         Connect and read timeout of every request, in seconds.
     retries
-        How many times an idempotent request is repeated after a 502, 503 or
-        504 response or a failed connection, with exponential backoff.
+        How many times a request is repeated after a transient failure, with
+        exponential backoff: an idempotent request after a refused or reset
+        connection or a 429, 502, 503 or 504 response, any other request only
+        after a refused connection.
     """
 
     def __init__(self, timeout_s: float = 30.0, retries: int = 2) -> None:
         self.timeout_s = timeout_s
+        self.retries = retries
+        # requests' default adapter retries nothing, so every retry is decided below.
         self._session = requests.Session()
         self._session.headers["User-Agent"] = _USER_AGENT
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=0,
-            status=retries,
-            backoff_factor=0.2,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET"}),
-            raise_on_status=False,
-            # urllib3 2.x honours Retry-After up to six hours per retry
-            # (Retry.DEFAULT_RETRY_AFTER_MAX), far beyond the request timeout,
-            # so the short backoff is used instead.
-            respect_retry_after_header=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
 
     def __enter__(self) -> HttpClient:
         return self
@@ -152,6 +242,7 @@ class HttpClient:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         bearer: str | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body.
 
@@ -164,6 +255,10 @@ class HttpClient:
             The server's name for error messages: ``"Astro API"`` or ``"Astro OAuth server"``.
         bearer
             An access token to send as ``Authorization: Bearer``.
+        idempotent
+            Whether sending the request twice does no harm, so that it may be
+            retried after it may have reached the server. Default: true for
+            GET only.
 
         Raises
         ------
@@ -177,40 +272,92 @@ class HttpClient:
         if bearer is not None:
             all_headers["Authorization"] = f"Bearer {bearer}"
         where = describe_server(server, url)
+        if idempotent is None:
+            idempotent = method.upper() == "GET"
+        attempts = self.retries + 1
 
-        try:
-            response = self._session.request(
-                method,
-                url,
-                params=params,
-                headers=all_headers,
-                json=json_body,
-                data=form,
-                timeout=self.timeout_s,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            raise ApiError(
-                f"{step} failed: {where} did not respond within {self.timeout_s:g} s; "
-                "check the network or raise AstroLogin.http_timeout_s.",
-                step=step,
-            ) from None
-        except requests.RequestException as error:
-            reason = connection_failure_reason(error)
-            raise ApiError(
-                f"{step} failed: could not reach {where}: {reason}.", step=step
-            ) from None
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=all_headers,
+                    json=json_body,
+                    data=form,
+                    timeout=self.timeout_s,
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                # Not retried: another wait as long would double the time the user allowed.
+                raise ApiError(
+                    f"{step} failed: {where} did not respond within {self.timeout_s:g} s; "
+                    "check the network or raise AstroLogin.http_timeout_s.",
+                    step=step,
+                ) from None
+            except requests.RequestException as error:
+                reason = connection_failure_reason(error)
+                may_repeat = idempotent or _never_sent(error)
+                if attempt < attempts and may_repeat and _is_transient(error):
+                    self._pause(step, where, reason, self._backoff_s(attempt), attempt, attempts)
+                    continue
+                raise ApiError(
+                    f"{step} failed: could not reach {where}: {reason}.{_tried(attempt)}",
+                    step=step,
+                ) from None
 
-        log.debug("%s %s -> %s", method, _without_query(url), response.status_code)
-        try:
-            return self._decode(step, where, response)
-        finally:
-            response.close()
+            log.debug("%s %s -> %s", method, _without_query(url), response.status_code)
+            status = response.status_code
+            if attempt < attempts and idempotent and status in _TRANSIENT_STATUSES:
+                wait_s = self._retry_wait_s(response, attempt)
+                response.close()
+                self._pause(step, where, f"HTTP {status}", wait_s, attempt, attempts)
+                continue
+            try:
+                return self._decode(step, where, response, attempt)
+            finally:
+                response.close()
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _decode(self, step: str, where: str, response: requests.Response) -> Any:
+    def _backoff_s(self, attempt: int) -> float:
+        return _BACKOFF_S * 2.0 ** (attempt - 1)
+
+    def _retry_wait_s(self, response: requests.Response, attempt: int) -> float:
+        requested_s = retry_after_s(response.headers.get("Retry-After"))
+        if requested_s is None:
+            return self._backoff_s(attempt)
+        return min(requested_s, _MAX_RETRY_AFTER_S, self.timeout_s)
+
+    @staticmethod
+    def _pause(
+        step: str, where: str, reason: str, wait_s: float, attempt: int, attempts: int
+    ) -> None:
+        # NOTE: the wait is not interruptible, so a login cancelled now ends
+        # after at most _MAX_RETRY_AFTER_S seconds.
+        log.info(
+            "%s: %s failed (%s); retrying in %.2f s, attempt %d of %d",
+            step,
+            where,
+            reason,
+            wait_s,
+            attempt + 1,
+            attempts,
+        )
+        time.sleep(wait_s)
+
+    def _decode(
+        self, step: str, where: str, response: requests.Response, attempt: int
+    ) -> Any:
         body = json_body_or_none(response)
         error = error_for_response(step, where, response.status_code, body)
         if error is not None:
+            error.message += _tried(attempt)
+            requested_wait_s = retry_after_s(response.headers.get("Retry-After"))
+            if response.status_code == 429 and requested_wait_s is not None:
+                error.message += (
+                    f" The server asks to wait {requested_wait_s:.0f} s before trying again."
+                )
+            error.args = (error.message,)
             raise error
         if 300 <= response.status_code < 400:
             raise ApiError(
@@ -227,6 +374,10 @@ class HttpClient:
                 status=response.status_code,
             )
         return body
+
+
+def _tried(attempt: int) -> str:
+    return f" Tried {attempt} times." if attempt > 1 else ""
 
 
 def json_body_or_none(response: requests.Response) -> Any:
@@ -259,6 +410,7 @@ def error_for_response(step: str, where: str, status: int, body: Any) -> ApiErro
         detail = f": {_one_line(body['message'])}"
         if body.get("requestId"):
             detail += f" (request id {_one_line(body['requestId'])})"
+    label = " (too many requests)" if status == 429 else ""
     return ApiError(
-        f"{step} failed: {where} returned HTTP {status}{detail}.", step=step, status=status
+        f"{step} failed: {where} returned HTTP {status}{label}{detail}.", step=step, status=status
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -13,6 +14,7 @@ from astro_jupyter.api_session import AstroSession
 from astro_jupyter.config_store import ConfigStore
 from astro_jupyter.credentials import CredentialSource, default_store, get_token, whoami
 from astro_jupyter.errors import ApiError, NotLoggedInError
+from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
@@ -148,3 +150,63 @@ def test_page_not_json_is_api_error(emulator, logged_in):
     emulator.fail("workspaces", status=200, body=b"<html>maintenance</html>")
     with AstroSession() as api, pytest.raises(ApiError, match="is not JSON"):
         api.list_workspaces()
+
+
+def test_get_retried_after_transient_status(emulator, logged_in):
+    served_before = len(emulator.requests)
+    emulator.fail("workspaces", status=503, times=2)
+    with AstroSession() as api:
+        workspaces = api.list_workspaces()
+    assert {ws["id"] for ws in workspaces} == {ws.id for ws in logged_in.workspaces}
+    statuses = [r.status for r in emulator.requests[served_before:] if r.endpoint == "workspaces"]
+    assert statuses == [503, 503, 200]
+
+
+def test_get_retried_after_reset(emulator, logged_in):
+    served_before = len(emulator.requests)
+    emulator.fail("self", drop=True, times=1)
+    with AstroSession() as api, api.get("users/self") as response:
+        assert response.status_code == 200
+    statuses = [r.status for r in emulator.requests[served_before:] if r.endpoint == "self"]
+    assert statuses == [0, 200]
+
+
+def test_get_retries_are_bounded(emulator, logged_in):
+    served_before = emulator.count("organizations")
+    emulator.fail("organizations", status=502, body={"message": "bad gateway"})
+    with AstroSession() as api, pytest.raises(ApiError) as caught:
+        api.list_organizations()
+    assert caught.value.status == 502
+    assert "bad gateway" in str(caught.value)
+    assert emulator.count("organizations") - served_before == 3
+
+
+def test_post_not_retried(emulator, logged_in):
+    served_before = emulator.count("organization-lookup")
+    emulator.fail("organization-lookup", status=503)
+    with AstroSession() as api, pytest.raises(ApiError):
+        api.post(f"{emulator.base_url}organization-lookup", json={"email": EMAIL})
+    assert emulator.count("organization-lookup") - served_before == 1
+
+
+def test_retry_after_capped_by_timeout(emulator, logged_in):
+    AstroLogin.instance().http_timeout_s = 0.5
+    served_before = emulator.count("self")
+    emulator.fail("self", status=429, headers={"Retry-After": "3600"}, times=2)
+    started = time.monotonic()
+    with AstroSession() as api, api.get("users/self") as response:
+        assert response.status_code == 200
+    # A wait of the full hour would never let this finish; each wait is cut to 0.5 s.
+    assert time.monotonic() - started >= 1.0
+    assert emulator.count("self") - served_before == 3
+
+
+def test_stalled_get_not_retried(emulator, logged_in):
+    AstroLogin.instance().http_timeout_s = 0.5
+    served_before = emulator.count("self")
+    emulator.fail("self", status=None, delay_s=30)
+    with AstroSession() as api, pytest.raises(ApiError, match="did not respond within 0.5 s"):
+        api.get("users/self")
+    # Stopping ends the stalled response, which the request log records only then.
+    emulator.stop()
+    assert emulator.count("self") - served_before == 1

@@ -7,6 +7,7 @@ the command line in test_emulator_cli.py.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -486,6 +487,66 @@ def test_fault_times_then_recovers(emu):
     assert statuses == [500, 500, 200]
 
 
+def test_fault_extra_headers_sent(emu):
+    emu.fail("legacy-auth-config", status=429, headers={"Retry-After": "7"}, times=1)
+
+    reply = call("GET", emu.base_url + "auth-config")
+
+    assert reply.status == 429
+    assert reply.headers["retry-after"] == "7"
+    assert_api_error(reply, 429)
+
+
+def test_fault_drop_resets_connection(emu):
+    emu.fail("legacy-auth-config", drop=True, times=1)
+
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        call("GET", emu.base_url + "auth-config")
+    after = call("GET", emu.base_url + "auth-config")
+
+    assert after.status == 200
+    assert [record.status for record in emu.requests] == [0, 200]
+
+
+def test_fault_http_control_takes_headers_and_drop(emu):
+    faults = [
+        {"endpoint": "legacy-auth-config", "drop": True, "times": 1},
+        {"endpoint": "auth-config", "status": 503, "headers": {"Retry-After": "2"}, "times": 1},
+    ]
+    created = [
+        call("POST", emu.base_url + "_emulator/faults", body=json.dumps(fault).encode())
+        for fault in faults
+    ]
+
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        call("GET", emu.base_url + "auth-config")
+    unavailable = call(
+        "GET",
+        emu.base_url + "private/v1alpha1/cli/auth-config",
+        headers={"X-Astro-Client-Identifier": "cli"},
+    )
+
+    assert [reply.status for reply in created] == [201, 201]
+    assert unavailable.status == 503
+    assert unavailable.headers["retry-after"] == "2"
+
+
+def test_domain_url_advertised(emu):
+    emu.set_domain_url("https://127.0.0.1:9/auth")
+    changed = call("GET", emu.base_url + "auth-config").json()
+    emu.set_domain_url(None)
+    restored = call("GET", emu.base_url + "auth-config").json()
+
+    assert changed["domainUrl"] == "https://127.0.0.1:9/auth/"
+    assert restored["domainUrl"] == emu.oauth_base_url
+
+
+@pytest.mark.parametrize("url", ["https://auth.example.com/", "ftp://127.0.0.1/", "127.0.0.1"])
+def test_domain_url_must_be_loopback_http(emu, url):
+    with pytest.raises(ValueError):
+        emu.set_domain_url(url)
+
+
 def test_fault_until_cleared(emu):
     emu.fail("legacy-auth-config", status=500)
 
@@ -505,6 +566,9 @@ def test_fault_until_cleared(emu):
         {"endpoint": "token", "delay_s": -1},
         {"endpoint": "token", "delay_s": 61},
         {"endpoint": "token", "times": 0},
+        {"endpoint": "token", "headers": {"Retry-After": 1}},
+        {"endpoint": "token", "headers": {"X-Bad": "a\r\nSet-Cookie: b"}},
+        {"endpoint": "token", "drop": "yes"},
     ],
 )
 def test_fault_invalid_arguments_raise(emu, arguments):

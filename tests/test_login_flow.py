@@ -213,7 +213,7 @@ def test_unreachable_api_names_step(store):
         LoginFlow(options, store, mode=LoginMode.LINK, email=EMAIL).run()
     assert str(caught.value) == (
         f"Auth config failed: could not reach the Astro API at http://127.0.0.1:{port}/: "
-        "connection refused."
+        "connection refused. Tried 3 times."
     )
 
 

@@ -41,7 +41,8 @@ _Item = TypeVar("_Item")
 
 
 def _auth_settings(backend: Backend) -> dict[str, str]:
-    return {"clientId": CLIENT_ID, "audience": AUDIENCE, "domainUrl": backend.oauth_base_url}
+    domain_url = backend.domain_url or backend.oauth_base_url
+    return {"clientId": CLIENT_ID, "audience": AUDIENCE, "domainUrl": domain_url}
 
 
 def auth_config(backend: Backend, request: Request) -> Response:

@@ -106,6 +106,8 @@ class Backend:
     legacy_auth_flow: str = "ORG_FIRST"
     base_url: str = ""
     oauth_base_url: str = ""
+    # The domainUrl that auth config sends when set, instead of oauth_base_url.
+    domain_url: str | None = None
     directory: Directory = field(default_factory=Directory)
     faults: FaultTable = field(default_factory=FaultTable)
     log: RequestLog = field(default_factory=RequestLog)

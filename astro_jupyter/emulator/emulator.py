@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from .backend import AUDIENCE, CLIENT_ID, LEGACY_AUTH_FLOWS, Backend
 from .faults import Fault, RequestRecord
@@ -229,6 +230,8 @@ class Emulator:
         delay_s: float = 0.0,
         body: dict[str, object] | bytes | str | None = None,
         times: int | None = None,
+        headers: dict[str, str] | None = None,
+        drop: bool = False,
     ) -> None:
         """Make ``endpoint`` fail, replacing its previous fault.
 
@@ -246,14 +249,47 @@ class Emulator:
             ``"refresh"`` an OAuth error object.
         times
             Number of requests to fail; ``None`` fails until ``clear_faults()``.
+        headers
+            Extra headers of the injected response, such as ``{"Retry-After": "1"}``.
+        drop
+            Reset the connection after ``delay_s`` instead of responding. The
+            request log records status 0 for it.
 
         Raises
         ------
         ValueError
             The endpoint is unknown or a value is out of range.
         """
-        fault = Fault(endpoint, status=status, delay_s=delay_s, body=body, times=times)
+        fault = Fault(
+            endpoint,
+            status=status,
+            delay_s=delay_s,
+            body=body,
+            times=times,
+            headers=headers,
+            drop=drop,
+        )
         self._backend.faults.set(fault)
+
+    def set_domain_url(self, url: str | None) -> None:
+        """Make the auth config send ``url`` as ``domainUrl``, or the emulator's own for ``None``.
+
+        Clients then send their token and userinfo requests there, which lets
+        a test put a proxy, a closed port or a TLS listener in front of the
+        OAuth server. The emulator's own OAuth endpoints stay where they are.
+
+        Raises
+        ------
+        ValueError
+            ``url`` is not an http(s) URL of a loopback host.
+        """
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"Invalid domainUrl {url!r}: expected an http(s) URL.")
+            loopback_bind_address(parts.hostname)
+            url = url if url.endswith("/") else url + "/"
+        self._backend.domain_url = url
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""

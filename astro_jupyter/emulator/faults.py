@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
+    "DROPPED_STATUS",
     "ENDPOINTS",
     "OAUTH_TOKEN_ENDPOINTS",
     "Fault",
@@ -41,6 +42,9 @@ ENDPOINTS = (
 OAUTH_TOKEN_ENDPOINTS = frozenset({"token", "refresh"})
 """Endpoints whose errors are OAuth error objects rather than API error objects."""
 
+DROPPED_STATUS = 0
+"""The status that the request log records for a connection dropped without a response."""
+
 # Maximum delay of one injected fault. It keeps every test wait bounded.
 MAX_DELAY_S = 60.0
 
@@ -68,12 +72,18 @@ class RequestRecord:
 
     ``path`` never contains the query string, because queries carry codes and
     PKCE challenges. ``endpoint`` is ``None`` for a path that matches no endpoint.
+    ``started_ns`` is ``time.monotonic_ns()`` when the handler began, after
+    http.server parsed the request line and headers. ``service_ns`` runs from
+    then until the response was ready to send, injected delays included. Both
+    are 0 in records made elsewhere, and neither takes part in comparisons.
     """
 
     method: str
     path: str
     endpoint: str | None
     status: int
+    started_ns: int = field(default=0, compare=False)
+    service_ns: int = field(default=0, compare=False)
 
     def to_json(self) -> dict[str, object]:
         """Return the record as a JSON-ready dict."""
@@ -103,6 +113,12 @@ class Fault:
         selects the default error body of the endpoint.
     times
         How many more requests the fault applies to; ``None`` means until cleared.
+    headers
+        Extra response headers, such as ``{"Retry-After": "2"}``.
+    drop
+        Close the connection after ``delay_s`` with a TCP reset and send no
+        response at all, whatever ``status`` is. The request log records
+        such a request with status ``DROPPED_STATUS``.
     """
 
     endpoint: str
@@ -110,6 +126,8 @@ class Fault:
     delay_s: float = 0.0
     body: dict[str, object] | bytes | str | None = None
     times: int | None = None
+    headers: dict[str, str] | None = None
+    drop: bool = False
 
     def __post_init__(self) -> None:
         validate_endpoint(self.endpoint)
@@ -130,6 +148,13 @@ class Fault:
             raise ValueError(
                 f"Invalid fault times {self.times!r}: expected a positive int or None."
             )
+        if self.headers is not None and not _valid_headers(self.headers):
+            raise ValueError(
+                "Invalid fault headers: expected a dict of header names to str values, "
+                "without line breaks."
+            )
+        if not isinstance(self.drop, bool):
+            raise ValueError(f"Invalid fault drop {self.drop!r}: expected true or false.")
 
     @classmethod
     def from_json(cls, data: object) -> Fault:
@@ -142,7 +167,7 @@ class Fault:
         """
         if not isinstance(data, dict):
             raise ValueError("Invalid fault: expected a JSON object.")
-        allowed = {"endpoint", "status", "delay_s", "body", "times"}
+        allowed = {"endpoint", "status", "delay_s", "body", "times", "headers", "drop"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(
@@ -156,6 +181,8 @@ class Fault:
             delay_s=data.get("delay_s", 0.0),
             body=data.get("body"),
             times=data.get("times"),
+            headers=data.get("headers"),
+            drop=data.get("drop", False),
         )
 
     def render_body(self, status: int, request_id: str) -> tuple[bytes, str]:
@@ -178,6 +205,17 @@ class Fault:
                 "requestId": request_id,
             }
         return json.dumps(default).encode("utf-8"), "application/json"
+
+
+def _valid_headers(headers: object) -> bool:
+    if not isinstance(headers, dict):
+        return False
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            return False
+        if not name or any(character in name + value for character in "\r\n"):
+            return False
+    return True
 
 
 class FaultTable:

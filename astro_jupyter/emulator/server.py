@@ -15,7 +15,9 @@ import re
 import secrets
 import socket
 import socketserver
+import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import api, oauth
 from .backend import Backend
-from .faults import Fault, RequestRecord
+from .faults import DROPPED_STATUS, Fault, RequestRecord
 from .messages import HttpError, InvalidParameterError, Request, Response, api_error, json_response
 
 __all__ = ["EmulatorHttpServer", "dispatch", "loopback_bind_address"]
@@ -145,10 +147,12 @@ def _apply_fault(backend: Backend, endpoint: str, request: Request) -> Response 
     if fault.delay_s:
         # Waiting on the stop event lets stop() end the delay at once.
         backend.stopping.wait(fault.delay_s)
+    if fault.drop:
+        return Response(DROPPED_STATUS)
     if fault.status is None:
         return None
     body, content_type = fault.render_body(fault.status, request.request_id)
-    return Response(fault.status, body, content_type)
+    return Response(fault.status, body, content_type, list((fault.headers or {}).items()))
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -175,6 +179,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
+        started_ns = time.monotonic_ns()
         backend = self.server.backend
         parts = urlsplit(self.path)
         path = parts.path or "/"
@@ -186,17 +191,32 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             request = Request(self.command, path, parts.query, self.headers, body, request_id)
             response, endpoint, logged = dispatch(backend, request)
+        service_ns = time.monotonic_ns() - started_ns
 
         # Log before sending, so a client that reads the log after its response finds the entry.
         if logged:
-            backend.log.append(RequestRecord(self.command, path, endpoint, response.status))
+            record = RequestRecord(
+                self.command, path, endpoint, response.status, started_ns, service_ns
+            )
+            backend.log.append(record)
         logger.debug("%s %s -> %d", self.command, path, response.status)
+        if response.status == DROPPED_STATUS:
+            self._drop_connection()
+            return
         try:
             self._write(response)
         except OSError as exc:
             logger.debug(
                 "Client left before the response to %s %s was sent: %s", self.command, path, exc
             )
+
+    def _drop_connection(self) -> None:
+        """Close the connection with a TCP reset, as a crashing server or a proxy would."""
+        self.close_connection = True
+        # A zero linger time makes close() send RST instead of FIN. The socket
+        # is closed for real once finish() closes its file objects.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _read_body(self, request_id: str) -> bytes:
         if self.headers.get("Transfer-Encoding"):
