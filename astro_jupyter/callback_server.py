@@ -1,11 +1,13 @@
 """The one-shot loopback server that receives the browser's OAuth redirect.
 
-It binds 127.0.0.1 only (RFC 8252 section 7.3), serves a single login, and
-acts only on ``GET /callback`` whose ``state`` matches. A favicon request,
-another path, or a response with a wrong or missing ``state`` gets a small page
-and is otherwise ignored, so a stray or forged request can neither finish nor
-abort the login. The waiting side reads outcomes from a queue that a cancel
-or a pasted redirect URL can also feed.
+It binds 127.0.0.1 only (RFC 8252 section 7.3), closes connections from any
+peer that is not a loopback address, serves a single login, and acts only on
+``GET /callback`` whose ``state`` matches. A favicon request, another path, or a
+response with a wrong, missing or repeated ``state`` gets a small page and is
+otherwise ignored, so a stray or forged request can neither finish nor abort
+the login. Each connection is served on its own thread with a read timeout, so
+an idle or slow client cannot hold up the browser's redirect. The waiting side
+reads outcomes from a queue that a cancel or a pasted redirect URL can also feed.
 
 It handles no tokens: it returns the authorization code and stops.
 """
@@ -14,15 +16,18 @@ from __future__ import annotations
 
 import errno
 import html
+import ipaddress
 import logging
 import queue
 import socket
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
+from .callback_query import CallbackOutcome, parse_callback_query
 from .errors import (
     CallbackError,
     CallbackPortBusyError,
@@ -30,7 +35,7 @@ from .errors import (
     LoginTimeoutError,
 )
 
-__all__ = ["CallbackOutcome", "CallbackServer", "parse_callback_query"]
+__all__ = ["CallbackOutcome", "CallbackServer", "is_loopback_address", "parse_callback_query"]
 
 log = logging.getLogger(__name__)
 
@@ -38,71 +43,16 @@ CALLBACK_PATH = "/callback"
 _BIND_HOST = "127.0.0.1"
 # A browser that opens the connection but never sends its request must not
 # hold a handler thread for long.
+# NOTE: the timeout applies to each read, so a local client that sends a byte
+# every few seconds keeps its thread until close(). Every connection has its own
+# thread, so such a client cannot delay the browser's redirect.
 _REQUEST_READ_TIMEOUT_S = 5.0
 # A connect to a loopback port succeeds or fails at once; this only bounds a stall.
 _LISTEN_PROBE_TIMEOUT_S = 0.5
-
-
-@dataclass(frozen=True)
-class CallbackOutcome:
-    """Verdict on one request to the callback.
-
-    Exactly one of ``code`` and ``error`` is set when ``accepted`` is true;
-    ``ignored_reason`` is set when the request must not affect the login.
-    """
-
-    accepted: bool
-    code: str | None = field(default=None, repr=False)
-    error: str | None = None
-    error_description: str | None = None
-    ignored_reason: str | None = None
-    missing_code: bool = False
-
-    def __repr__(self) -> str:
-        code = "<hidden>" if self.code else None
-        return (
-            f"CallbackOutcome(accepted={self.accepted}, code={code}, error={self.error!r}, "
-            f"ignored_reason={self.ignored_reason!r})"
-        )
-
-
-def _single(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else ""
-
-
-def parse_callback_query(query: str, expected_state: str) -> CallbackOutcome:
-    """Judge a callback query string against the state the login sent.
-
-    A repeated parameter is treated as malformed, so it can never smuggle a
-    second code or state past the check.
-    """
-    params = parse_qs(query, keep_blank_values=True, max_num_fields=50)
-    state = _single(params, "state")
-    if not state:
-        return CallbackOutcome(accepted=False, ignored_reason="missing state")
-    if state != expected_state:
-        return CallbackOutcome(accepted=False, ignored_reason="wrong state")
-
-    error = _single(params, "error")
-    if error is not None:
-        description = _single(params, "error_description") or ""
-        return CallbackOutcome(
-            accepted=True,
-            error=error or "invalid_request",
-            error_description=" ".join(description.split())[:300] or None,
-        )
-    code = _single(params, "code")
-    if not code:
-        return CallbackOutcome(
-            accepted=True,
-            error="invalid_request",
-            error_description="the response has no code",
-            missing_code=True,
-        )
-    return CallbackOutcome(accepted=True, code=code)
+# How long close() waits for the threads of open connections after cutting them off.
+_CONNECTION_JOIN_TIMEOUT_S = 0.5
+# How often the serving loop checks for shutdown, in seconds.
+_POLL_INTERVAL_S = 0.01
 
 
 _PAGE = """<!doctype html>
@@ -120,6 +70,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _LoopbackHttpServer
     timeout = _REQUEST_READ_TIMEOUT_S
     protocol_version = "HTTP/1.0"
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self.server.mark_request_read(self.request)
+        return parsed
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         parts = urlsplit(self.path)
@@ -172,17 +128,116 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+def is_loopback_address(host: str) -> bool:
+    """Tell whether ``host`` is an IP address literal of the loopback interface.
+
+    Covers 127.0.0.0/8, ``::1`` and IPv4-mapped ``::ffff:127.x.x.x``. A host
+    name, ``localhost`` included, is not resolved and returns false.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
 class _LoopbackHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     # SO_REUSEADDR lets a new login bind the port while connections of the
     # previous one sit in TIME-WAIT (about 60 s on Linux). It does not let two
     # servers listen at once, so a port held by another login still fails.
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5. When a burst of connections
+    # fills it, Linux drops the browser's SYN and the browser retries only
+    # after about a second.
+    request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, port: int, owner: CallbackServer, expected_state: str) -> None:
+    def __init__(
+        self, port: int, owner: CallbackServer, expected_state: str, host: str = _BIND_HOST
+    ) -> None:
+        # The callback carries the authorization code, so no other machine may reach it.
+        if not is_loopback_address(host):
+            raise CallbackError(
+                f"Cannot listen on {host} for the login callback: only a loopback address "
+                "such as 127.0.0.1 is allowed.",
+                step="Callback",
+            )
         self.owner = owner
         self.expected_state = expected_state
-        super().__init__((_BIND_HOST, port), _Handler)
+        self.rejected_peers = 0
+        # Each open connection and the thread serving it, and the connections
+        # whose request is not read yet, which close() may cut off.
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._reading: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        """Accept a connection only from a loopback peer.
+
+        A server bound to 127.0.0.1 receives nothing else, so this is defence
+        in depth against a bind or firewall mistake.
+        """
+        peer = client_address[0] if isinstance(client_address, tuple) else ""
+        if is_loopback_address(str(peer)):
+            return True
+        self.rejected_peers += 1
+        if self.rejected_peers == 1:
+            log.warning("closed a login callback connection from non-loopback peer %s", peer)
+        return False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # ThreadingMixIn does not keep daemon threads, and close() needs them.
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"astro-login-callback-{self.server_address[1]}-connection",
+            daemon=True,
+        )
+        with self._connections_lock:
+            self._connections[request] = thread
+            self._reading.add(request)
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+            self._reading.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # The default prints a traceback to stderr, which a kernel shows in the
+        # notebook. A client that hangs up early is no fault of ours.
+        error = sys.exc_info()[1]
+        log.debug("login callback connection failed: %s", type(error).__name__)
+
+    def mark_request_read(self, request: Any) -> None:
+        """Mark a connection's request as read, so close() lets its response finish."""
+        with self._connections_lock:
+            self._reading.discard(request)
+
+    def close_connections(self, timeout_s: float) -> None:
+        """Cut off connections still sending their request; wait up to ``timeout_s`` for all.
+
+        A connection whose request was read is left to finish its response:
+        the page that tells the user to return to the notebook is sent after
+        the code reaches the login, which may close the server at once.
+        """
+        with self._connections_lock:
+            threads = list(self._connections.values())
+            unread = list(self._reading)
+        for connection in unread:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # Already closed by the client or by its own thread.
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0))
 
 
 def _someone_listens(port: int) -> bool:
@@ -294,7 +349,11 @@ class CallbackServer:
         self._bound_port = httpd.server_address[1]
         self._thread = threading.Thread(
             target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            # shutdown() waits for the loop's current poll to time out, and the
+            # login closes the server between receiving the code and exchanging
+            # it, so the interval adds straight to every login. 10 ms keeps that
+            # small while costing about 100 idle wake-ups per second of waiting.
+            kwargs={"poll_interval": _POLL_INTERVAL_S},
             name=f"astro-login-callback-{self.port}",
             daemon=True,
         )
@@ -307,11 +366,18 @@ class CallbackServer:
         return parse_callback_query(query, self._expected_state)
 
     def deliver(self, outcome: CallbackOutcome) -> None:
-        """Pass a judged response to :meth:`wait`, as if the browser had sent it."""
+        """Pass a judged response to :meth:`wait`, as if the browser had sent it.
+
+        An ignored response is only counted, so a flood of them costs no memory.
+        """
         if outcome.ignored_reason:
             with self._lock:
                 self.ignored_count += 1
-            log.warning("ignored a login callback: %s", outcome.ignored_reason)
+                first = self.ignored_count == 1
+            # Only the first one is a warning: a flood must not flood the log too.
+            level = logging.WARNING if first else logging.DEBUG
+            log.log(level, "ignored a login callback: %s", outcome.ignored_reason)
+            return
         self._outcomes.put(outcome)
 
     def deliver_query(self, query: str) -> CallbackOutcome:
@@ -336,28 +402,23 @@ class CallbackServer:
         LoginCancelledError
             :meth:`cancel` was called.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                outcome = self._outcomes.get(timeout=max(remaining, 0))
-            except queue.Empty:
-                raise LoginTimeoutError(self._timeout_message(timeout_s), step="Callback") from None
-            if outcome is None:
-                raise LoginCancelledError("Login cancelled.", step="Callback")
-            if outcome.ignored_reason:
-                continue
-            if outcome.error:
-                description = (outcome.error_description or "").rstrip(". ")
-                detail = f": {description}" if description else ""
-                raise CallbackError(
-                    f"Login failed: the browser came back with {outcome.error}{detail}. "
-                    "Run the login again to retry.",
-                    step="Callback",
-                    oauth_error=outcome.error,
-                )
-            assert outcome.code is not None  # noqa: S101 - parse_callback_query guarantees it
-            return outcome.code
+        try:
+            outcome = self._outcomes.get(timeout=max(timeout_s, 0))
+        except queue.Empty:
+            raise LoginTimeoutError(self._timeout_message(timeout_s), step="Callback") from None
+        if outcome is None:
+            raise LoginCancelledError("Login cancelled.", step="Callback")
+        if outcome.error:
+            description = (outcome.error_description or "").rstrip(". ")
+            detail = f": {description}" if description else ""
+            raise CallbackError(
+                f"Login failed: the browser came back with {outcome.error}{detail}. "
+                "Run the login again to retry.",
+                step="Callback",
+                oauth_error=outcome.error,
+            )
+        assert outcome.code is not None  # noqa: S101 - parse_callback_query guarantees it
+        return outcome.code
 
     def _timeout_message(self, timeout_s: float) -> str:
         message = (
@@ -366,7 +427,8 @@ class CallbackServer:
         )
         if self.ignored_count:
             message += (
-                f" ({self.ignored_count} response(s) with a missing or wrong state were ignored)"
+                f" ({self.ignored_count} response(s) with a missing, repeated or wrong state, "
+                "or an unreadable query, were ignored)"
             )
         return message + "."
 
@@ -377,6 +439,9 @@ class CallbackServer:
             return
         httpd.shutdown()
         httpd.server_close()
+        # An idle client would otherwise keep its connection and thread for the
+        # read timeout after the login ended.
+        httpd.close_connections(_CONNECTION_JOIN_TIMEOUT_S)
         if self._thread is not None:
             self._thread.join(timeout=5)
         log.debug("callback server on %s:%s closed", _BIND_HOST, self.port)

@@ -31,7 +31,10 @@ _KNOWN_DOMAINS = frozenset(
     {"astronomer.io", "astronomer-dev.io", "astronomer-stage.io", "astronomer-perf.io"}
 )
 _PR_PREVIEW = re.compile(r"^(pr\d+)\.(astronomer-dev\.io)$")
+# RFC 1035 section 2.3.4: labels of 1 to 63 characters, names of at most 253
+# in dotted form. Unicode names must be given in their IDNA (xn--) form.
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAX_HOST_NAME_CHARS = 253
 
 
 def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
@@ -56,20 +59,40 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
     """
     raw = text.strip()
     shown = excerpt(raw)
+    invalid = InvalidInputError(
+        f"Invalid Astro domain {shown!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
+    )
     domain = raw.lower()
     if "://" in domain:
-        domain = urlsplit(domain).hostname or ""
+        try:
+            parts = urlsplit(domain)
+            port = parts.port
+        except ValueError:
+            raise invalid from None
+        if port is not None or parts.username is not None:
+            # A port or user name would be dropped silently, so the login
+            # would not go where the user meant. The quoted text leaves out the
+            # user name, because a password may come with it.
+            without_user = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+            raise InvalidInputError(
+                f"Invalid Astro domain {excerpt(without_user)!r}: a domain has no port or user "
+                "name; for another API address set AstroLogin.api_url."
+            )
+        domain = parts.hostname or ""
     domain = domain.split("/", 1)[0].rstrip(".")
     if domain.startswith("cloud."):
         domain = domain[len("cloud.") :]
 
-    if not domain or not all(_HOST_LABEL.match(label) for label in domain.split(".")):
-        raise InvalidInputError(
-            f"Invalid Astro domain {shown!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
-        )
+    labels = domain.split(".")
+    if (
+        not domain
+        or len(domain) > _MAX_HOST_NAME_CHARS
+        or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise invalid
     if allow_unknown or domain == LOCAL_DOMAIN or domain in _KNOWN_DOMAINS:
         return domain
-    if _PR_PREVIEW.match(domain):
+    if _PR_PREVIEW.fullmatch(domain):
         return domain
     known = ", ".join(sorted(_KNOWN_DOMAINS | {LOCAL_DOMAIN}))
     raise InvalidInputError(
@@ -80,14 +103,14 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
 
 def is_astro_cloud_domain(domain: str) -> bool:
     """Tell whether a normalised domain is one of Astronomer's hosted control planes."""
-    return domain in _KNOWN_DOMAINS or bool(_PR_PREVIEW.match(domain))
+    return domain in _KNOWN_DOMAINS or bool(_PR_PREVIEW.fullmatch(domain))
 
 
 def api_base_url(domain: str) -> str:
     """Return the API base URL of a normalised domain, ending in ``/``."""
     if domain == LOCAL_DOMAIN:
         return _LOCAL_API_URL
-    preview = _PR_PREVIEW.match(domain)
+    preview = _PR_PREVIEW.fullmatch(domain)
     if preview:
         return f"https://{preview.group(1)}.api.{preview.group(2)}/"
     return f"https://api.{domain}/"

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from . import oauth_client
 from .astro_api import SessionInfo, check_session, lookup_organization_ids
+from .auth_config_cache import AuthConfigCache
 from .callback_server import CallbackServer
 from .config_store import ConfigStore, ContextRecord
 from .emails import validate_email
@@ -30,7 +31,8 @@ from .http_client import HttpClient
 from .jwt_claims import expiry_of, read_claims
 from .login_types import LoginEvent, LoginMode, LoginOptions, LoginResult, LoginStep
 from .pkce import new_pkce_pair, new_state
-from .redirect_paste import callback_query_from_address
+from .redirect_paste import callback_query_from_address, check_pasted_outcome
+from .settings import AstroLogin
 
 __all__ = ["LoginEvent", "LoginFlow", "LoginMode", "LoginOptions", "LoginResult", "LoginStep"]
 
@@ -82,6 +84,10 @@ class LoginFlow:
         Whether the view lets the user paste the redirect address with
         :meth:`deliver_redirect`. A busy callback port then does not end the
         login: it waits for the pasted address alone.
+    auth_configs
+        Where the auth config of each API base URL is kept between logins.
+        Defaults to the one of the :class:`~astro_jupyter.settings.AstroLogin`
+        instance, which lives as long as the kernel.
     """
 
     def __init__(
@@ -93,10 +99,14 @@ class LoginFlow:
         email: str | None = None,
         token: str | None = None,
         paste_back: bool = False,
+        auth_configs: AuthConfigCache | None = None,
     ) -> None:
         self.options = options
         self.mode = mode
         self.paste_back = paste_back
+        if auth_configs is None:
+            auth_configs = AstroLogin.instance().auth_configs
+        self._auth_configs = auth_configs
         self._store = store
         self._requested_email = validate_email(email or "") if mode is not LoginMode.TOKEN else None
         if mode is LoginMode.TOKEN:
@@ -219,8 +229,8 @@ class LoginFlow:
         ------
         InvalidInputError
             The login is not waiting for the browser, or the address is not
-            this login's callback, has a missing or wrong ``state``, or has
-            neither a code nor an error. The login goes on waiting.
+            this login's callback, has a missing, repeated or wrong ``state``,
+            or has no usable code and no error. The login goes on waiting.
         """
         callback = self._callback
         if callback is None or self.step is not LoginStep.WAITING_FOR_BROWSER:
@@ -229,22 +239,7 @@ class LoginFlow:
             )
         query = callback_query_from_address(address, callback.redirect_uri)
         outcome = callback.judge(query)
-        if outcome.ignored_reason == "wrong state":
-            raise InvalidInputError(
-                "The pasted address's state does not match this login: it is from another "
-                "login attempt, or it was cut short. Copy the whole address from the tab that "
-                "this login's link opened."
-            )
-        if outcome.ignored_reason:
-            raise InvalidInputError(
-                "The pasted address has no state parameter; copy the whole address from the "
-                "address bar."
-            )
-        if outcome.missing_code:
-            raise InvalidInputError(
-                "The pasted address has neither a code nor an error; copy the whole address "
-                "from the address bar."
-            )
+        check_pasted_outcome(outcome)
         if outcome.code:
             # Only a digest is kept, to tell a pasted code from the browser's later.
             self._pasted_code_digests.add(_digest(outcome.code))
@@ -304,7 +299,10 @@ class LoginFlow:
         self._check_cancelled()
 
         self._emit(LoginStep.AUTH_CONFIG, "Fetching the login settings.")
-        config = oauth_client.fetch_auth_config(http, self.options.api_base_url)
+        config = self._auth_configs.get(
+            self.options.api_base_url,
+            lambda base_url: oauth_client.fetch_auth_config(http, base_url),
+        )
         self._check_cancelled()
 
         if self.mode is LoginMode.TOKEN:

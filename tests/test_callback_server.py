@@ -91,7 +91,7 @@ def test_wrong_state_counted_in_timeout_message(server):
     _get(server, "/callback?code=forged&state=wrong")
     with pytest.raises(LoginTimeoutError) as caught:
         server.wait(0.3)
-    assert "1 response(s) with a missing or wrong state were ignored" in str(caught.value)
+    assert "1 response(s) with a missing, repeated or wrong state" in str(caught.value)
     assert "forged" not in str(caught.value)
 
 
@@ -172,7 +172,7 @@ def test_deliver_query_accepts_pasted_response(server):
     ("query", "reason"),
     [
         (f"code=a&code=b&state={STATE}", None),
-        (f"code=a&state={STATE}&state={STATE}", "missing state"),
+        (f"code=a&state={STATE}&state={STATE}", "repeated state"),
         ("", "missing state"),
     ],
     ids=["duplicate-code", "duplicate-state", "empty"],
@@ -221,3 +221,57 @@ def test_port_busy_when_other_listener(family, address):
         port = holder.getsockname()[1]
         with pytest.raises(CallbackPortBusyError):
             CallbackServer(STATE, port=port).start()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [f"code=a&state={STATE}&junk=%FF", f"code=a&state={STATE}" + "&x=1" * 50, "state=%C3%28"],
+    ids=["invalid-utf8", "too-many-fields", "invalid-utf8-state"],
+)
+def test_unreadable_query_ignored(query):
+    outcome = parse_callback_query(query, STATE)
+    assert outcome.ignored_reason == "unreadable query"
+    assert outcome.code is None
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        (f"code=a&code=b&state={STATE}", "more than one code"),
+        (f"code=&code=b&state={STATE}", "more than one code"),
+        (f"code=caf%C3%A9&state={STATE}", "characters that no authorization code has"),
+        (f"code=a%0Ab&state={STATE}", "characters that no authorization code has"),
+    ],
+)
+def test_unusable_code_is_invalid_request(query, problem):
+    outcome = parse_callback_query(query, STATE)
+    assert outcome.accepted
+    assert outcome.code is None
+    assert outcome.error == "invalid_request"
+    assert problem in (outcome.error_description or "")
+
+
+def test_error_description_printable_one_line():
+    query = f"error=access_denied&error_description=no%1B%5B2J%0Away%E2%80%AE&state={STATE}"
+    outcome = parse_callback_query(query, STATE)
+    assert outcome.error == "access_denied"
+    assert outcome.error_description == "no [2J way"
+
+
+def test_repeated_error_is_invalid_request():
+    outcome = parse_callback_query(f"error=a&error=b&state={STATE}", STATE)
+    assert outcome.error == "invalid_request"
+    assert "more than one error" in (outcome.error_description or "")
+
+
+def test_malformed_error_code_replaced():
+    outcome = parse_callback_query(f"error=%22quoted%22&state={STATE}", STATE)
+    assert outcome.error == "invalid_request"
+
+
+def test_ignored_responses_warn_once(server, caplog):
+    for _ in range(3):
+        assert _get(server, "/callback?code=forged&state=wrong")[0] == 400
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert server.ignored_count == 3

@@ -74,3 +74,34 @@ def test_normalize_base_url(url, expected):
 def test_normalize_base_url_rejects(url):
     with pytest.raises(InvalidInputError, match="Invalid API URL"):
         normalize_base_url(url)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://[::1",
+        "https://cloud.astronomer.io:99999/",
+        "astronomer\n.io",
+        "a." * 130 + "io",
+        "x" * 64 + ".io",
+        "astronomer\u3002io",
+    ],
+    ids=["bad-ipv6", "bad-port", "inner-newline", "too-long", "long-label", "ideographic-dot"],
+)
+def test_normalize_rejects_hostile(text):
+    with pytest.raises(InvalidInputError, match="Invalid Astro domain"):
+        normalize_domain(text, allow_unknown=True)
+
+
+@pytest.mark.parametrize(
+    "text", ["https://cloud.astronomer.io:8443/", "https://user:secret@astronomer.io/"]
+)
+def test_normalize_rejects_port_and_user(text):
+    with pytest.raises(InvalidInputError, match="no port or user name") as caught:
+        normalize_domain(text)
+    assert "AstroLogin.api_url" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_normalize_accepts_idna_form():
+    assert normalize_domain("xn--bcher-kva.example", allow_unknown=True) == "xn--bcher-kva.example"

@@ -26,7 +26,9 @@ def test_valid_emails_pass(email):
 @pytest.mark.parametrize(
     "email",
     ["", "   ", "ada", "ada@", "@example.com", "ada@localhost", "ada @example.com",
-     "ada@example.com.", "a@" + "b" * 250 + ".com", "ada\n@example.com", "ada@@example.com"],
+     "ada@example.com.", "a@" + "b" * 250 + ".com", "ada\n@example.com", "ada@@example.com",
+     "ada\u202e@example.com", "ada\ud800@example.com", "ada\x85@example.com",
+     "ada\u00a0@example.com", "\u00e9" * 125 + "@example.com"],
 )
 def test_invalid_emails_rejected(email):
     with pytest.raises(InvalidInputError):
