@@ -8,8 +8,11 @@ returns the access token (refreshed when needed), :func:`session` an
 authenticated session for the Astro API, and :func:`whoami` describes the
 credentials in use.
 
-Loading the extension only registers magics: it sends no request, reads no
-file and imports neither requests nor the YAML library until they are used.
+Loading the extension only registers magics and their tab completion: it
+sends no request, reads no file and imports neither requests, ipywidgets nor
+the YAML library until they are used. Installed from a wheel, the package makes
+every IPython kernel of its environment load it at start
+(:mod:`astro_jupyter.autoload`).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def wait_for_login(timeout: float | None = None) -> LoginResult:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and the ``AstroLogin`` settings with an IPython shell."""
+    from .completion import register_completers
     from .context_magics import ContextMagics
     from .login_magics import AstroMagics
     from .settings import AstroLogin
@@ -127,3 +131,4 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(settings)
     ipython.register_magics(AstroMagics(ipython, settings))
     ipython.register_magics(ContextMagics(ipython, settings))
+    register_completers(ipython)

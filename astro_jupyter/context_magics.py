@@ -13,11 +13,11 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .errors import AstroJupyterError, InvalidInputError, excerpt
+from .errors import InvalidInputError, excerpt
+from .magic_errors import usage_errors
 from .magic_parsing import parse_magic_arguments
 from .settings import AstroLogin
 
@@ -52,7 +52,7 @@ class ContextMagics(Magics):
         /home/ada/.astro/config.yaml, for the Astro CLI too.
         """
         args = parse_magic_arguments(self.astro_logout, line)
-        try:
+        with usage_errors(self.settings):
             from .credentials import default_store
 
             store = default_store()
@@ -65,8 +65,6 @@ class ContextMagics(Magics):
                 print(f"Not logged in to {domain}; nothing to do.")
                 return
             store.logout(domain)
-        except AstroJupyterError as error:
-            raise UsageError(str(error)) from error
         print(
             f"Logged out of {domain}: its token, refresh token and email are blanked in "
             f"{store.path}, for the Astro CLI too."
@@ -89,12 +87,10 @@ class ContextMagics(Magics):
         Credentials:  a refreshable login saved in config.yaml
         """
         args = parse_magic_arguments(self.astro_whoami, line)
-        try:
+        with usage_errors(self.settings):
             from .credentials import whoami
 
             identity = whoami(self._domain(args.domain))
-        except AstroJupyterError as error:
-            raise UsageError(str(error)) from error
 
         from .durations import describe_expiry
 
@@ -125,7 +121,7 @@ class ContextMagics(Magics):
         Current context: localhost (for the Astro CLI too).
         """
         args = parse_magic_arguments(self.astro_context, line)
-        try:
+        with usage_errors(self.settings):
             from .credentials import default_store
 
             store = default_store()
@@ -149,8 +145,6 @@ class ContextMagics(Magics):
                 )
             current = store.current_domain()
             records = store.list_contexts()
-        except AstroJupyterError as error:
-            raise UsageError(str(error)) from error
 
         if not records:
             print(f"No Astro contexts in {store.path}; log in with %astro_login.")
@@ -192,7 +186,7 @@ class ContextMagics(Magics):
         Workspace: Analytics (clx0ws2)
         """
         args = parse_magic_arguments(self.astro_workspace, line)
-        try:
+        with usage_errors(self.settings):
             from .api_session import AstroSession
             from .credentials import default_store
 
@@ -212,8 +206,6 @@ class ContextMagics(Magics):
                         "%astro_workspace switch ID_OR_NAME."
                     )
                 current = api.workspace_id
-        except AstroJupyterError as error:
-            raise UsageError(str(error)) from error
 
         if not workspaces:
             print("This organization has no workspace yet; create one in the Astro UI.")
@@ -224,7 +216,9 @@ class ContextMagics(Magics):
             print(f"{marker} {str(workspace.get('name', '')):<{width}}  {workspace['id']}")
 
 
-def _match_workspace(workspaces: list[dict], requested: str | None) -> dict:
+def _match_workspace(
+    workspaces: list[dict[str, Any]], requested: str | None
+) -> dict[str, Any]:
     """Find a workspace by id, else by exact name, else by name ignoring case."""
     if not requested:
         raise InvalidInputError("Missing workspace: use %astro_workspace switch ID_OR_NAME.")

@@ -6,7 +6,8 @@ Where the frontend can show widgets, the magic shows the login panel
 frontend can prompt, starts one login flow and shows the sign-in link. The text
 form waits on the kernel's main thread, so a kernel interrupt cancels the
 login and frees the callback port. Every expected failure is shown as a
-one-line ``UsageError``; anything else keeps its traceback.
+one-line ``UsageError`` unless ``AstroLogin.show_traceback`` is on; anything
+else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import os
 import queue
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.error import StdinNotImplementedError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .emails import validate_email
 from .errors import AstroJupyterError, InvalidInputError, LoginCancelledError
+from .magic_errors import usage_errors
 from .magic_parsing import parse_magic_arguments
 from .settings import AstroLogin
 
@@ -127,10 +129,8 @@ class AstroMagics(Magics):
         UsageError: Invalid email 'not-an-email': expected an address such as name@example.com.
         """
         args = parse_magic_arguments(self.astro_login, line)
-        try:
+        with usage_errors(self.settings):
             self._login(args)
-        except AstroJupyterError as error:
-            raise UsageError(str(error)) from error
 
     def _login(self, args: Any) -> None:
         # Imported here so that loading the extension stays cheap: these pull

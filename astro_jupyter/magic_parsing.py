@@ -32,7 +32,7 @@ def parse_magic_arguments(magic: Callable[..., Any], line: str) -> Namespace:
     UsageError
         The line does not match the declared arguments (raised by IPython).
     """
-    args = parse_argstring(magic, line)
+    args: Namespace = parse_argstring(magic, line)
     for name, value in vars(args).items():
         if isinstance(value, str):
             setattr(args, name, unquote(value))

@@ -9,10 +9,12 @@ setting: ``%config`` prints current values.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from traitlets import Bool, Float, Int, TraitError, Unicode, default, validate
 from traitlets.config import SingletonConfigurable
 
+from .auth_config_cache import AuthConfigCache
 from .domains import (
     DEFAULT_DOMAIN,
     LOCAL_DOMAIN,
@@ -57,7 +59,8 @@ class AstroLogin(SingletonConfigurable):
     """Settings for ``%astro_login`` and the functions that use the stored login.
 
     The process's one instance also keeps :attr:`logins`, the tracker of the
-    logins started in this kernel.
+    logins started in this kernel, and :attr:`auth_configs`, the auth config of
+    each API base URL that a login fetched.
     """
 
     api_url = Unicode(
@@ -100,9 +103,20 @@ class AstroLogin(SingletonConfigurable):
         ),
     ).tag(config=True)
 
+    show_traceback = Bool(
+        False,
+        help=(
+            "Show astro_jupyter's errors with their full traceback instead of one line, for "
+            "bug reports. %tb cannot show it, because IPython keeps only the one-line "
+            "UsageError. In %xmode Verbose a traceback lists local variables, which can "
+            "include tokens: check it before sharing it."
+        ),
+    ).tag(config=True)
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.logins = LoginTracker()
+        self.auth_configs = AuthConfigCache()
 
     # Dynamic defaults skip the @validate hooks, so the environment is checked here.
     @default("api_url")
@@ -114,7 +128,7 @@ class AstroLogin(SingletonConfigurable):
         return _env_port("ASTRO_JUPYTER_CALLBACK_PORT", 12345)
 
     @validate("api_url")
-    def _validate_api_url(self, proposal: dict) -> str:
+    def _validate_api_url(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"].strip()
         if not value:
             return ""
@@ -124,15 +138,15 @@ class AstroLogin(SingletonConfigurable):
             raise TraitError(str(error)) from None
 
     @validate("callback_port")
-    def _validate_callback_port(self, proposal: dict) -> int:
-        port = proposal["value"]
+    def _validate_callback_port(self, proposal: dict[str, Any]) -> int:
+        port: int = proposal["value"]
         if not 0 <= port <= 65535:
             raise TraitError(f"callback_port {port} is not a TCP port (0 to 65535).")
         return port
 
     @validate("callback_timeout_s", "http_timeout_s")
-    def _validate_seconds(self, proposal: dict) -> float:
-        value = proposal["value"]
+    def _validate_seconds(self, proposal: dict[str, Any]) -> float:
+        value: float = proposal["value"]
         name = proposal["trait"].name
         maximum = MAX_CALLBACK_TIMEOUT_S if name == "callback_timeout_s" else MAX_HTTP_TIMEOUT_S
         if not 0 < value <= maximum:

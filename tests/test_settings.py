@@ -153,3 +153,15 @@ def test_context_key_in_context_value(emulator, astro_config_path):
     with pytest.raises(InvalidInputError, match="not the API of astronomer.io"):
         get_token()
     assert emulator.requests == []
+
+
+def test_config_lists_settings_with_help(shell, capsys):
+    shell.run_line_magic("config", "AstroLogin")
+    listing = " ".join(capsys.readouterr().out.split())
+
+    settings = AstroLogin.class_traits(config=True)
+    assert "show_traceback" in settings
+    for name, trait in settings.items():
+        assert trait.help, f"AstroLogin.{name} has no help text"
+        assert f"AstroLogin.{name}=" in listing
+        assert " ".join(trait.help.split()[:6]) in listing
