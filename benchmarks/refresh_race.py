@@ -120,9 +120,7 @@ def _start_racer(ready_file: Path, start_file: Path) -> subprocess.Popen[str]:
         str(wait_s),
         str(START_POLL_INTERVAL_S),
     ]
-    return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_until_ready(racers: list[subprocess.Popen[str]], ready_files: list[Path]) -> None:
