@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import ipywidgets as widgets
+from traitlets import Unicode
 
 from .login_types import LoginMode, LoginResult
 
@@ -68,6 +69,23 @@ class PanelWidgets:
     again: widgets.Button
 
 
+class _SecretText(widgets.Text):
+    """A text field for a pasted callback address, whose value is never echoed to frontends.
+
+    ipywidgets 8 sends each value that a frontend sets back to every frontend
+    of the kernel as an ``echo_update`` message, and this value contains an
+    authorization code.
+    """
+
+    value = Unicode(help="String value").tag(sync=True, echo_update=False)
+
+
+class _SecretPassword(widgets.Password):
+    """A password field for a pasted token, whose value is never echoed to frontends."""
+
+    value = Unicode(help="String value").tag(sync=True, echo_update=False)
+
+
 def _hidden(widget: widgets.DOMWidget) -> widgets.DOMWidget:
     widget.layout.display = "none"
     return widget
@@ -97,7 +115,7 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
     # continuous_update=False keeps a half-typed token out of the widget state
     # until the field loses focus. The panel then takes it out at once.
     token = _hidden(
-        widgets.Password(
+        _SecretPassword(
             placeholder=TOKEN_PLACEHOLDER,
             description="Token",
             continuous_update=False,
@@ -108,7 +126,7 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
     cancel = _hidden(widgets.Button(description="Cancel", icon="times"))
     status = widgets.HTML()
     link = _hidden(widgets.HTML())
-    paste = widgets.Text(
+    paste = _SecretText(
         placeholder=f"{callback_redirect_uri}?code=…&state=…",
         description="Address",
         continuous_update=False,
