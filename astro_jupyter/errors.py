@@ -2,8 +2,9 @@
 
 Every error a user can cause or meet (bad input, a failing server, a config file
 that cannot be read) is an ``AstroJupyterError`` whose message is one line that
-names what failed and what to do next. The magics show these as one line; any
-other exception is a bug and keeps its traceback.
+names what failed and what to do next. The magics show these as one line, and so
+does IPython when one ends a cell (see ``_render_traceback_``); any other
+exception is a bug and keeps its traceback.
 
 Messages and fields never contain an access token, refresh token, authorization
 code, PKCE verifier or a callback URL with its query.
@@ -74,6 +75,27 @@ class AstroJupyterError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def _render_traceback_(self) -> list[str]:
+        """Return the lines IPython shows when this error ends a notebook cell.
+
+        IPython calls this hook instead of formatting the traceback, so an error
+        from ``get_token()`` or ``session()`` in a cell is one line, as the magics
+        show theirs. ``AstroLogin.show_traceback`` brings back the full traceback.
+        """
+        from .settings import AstroLogin
+
+        if AstroLogin.initialized() and AstroLogin.instance().show_traceback:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is not None:
+                return list(
+                    shell.InteractiveTB.structured_traceback(
+                        type(self), self, self.__traceback__
+                    )
+                )
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self.message}"]
 
 
 class InvalidInputError(AstroJupyterError, ValueError):

@@ -258,6 +258,13 @@ def test_no_credentials_fail_clearly(
         assert "\n" not in message, cell.source
         assert "%astro_login" in message, cell.source
 
+    # An error raised by a Python call shows one line too, not a traceback.
+    for cell in (token_cell, session_cell):
+        (error,) = [output for output in cell.outputs if output["output_type"] == "error"]
+        assert len(error["traceback"]) == 1, error["traceback"]
+        assert "NotLoggedInError" in error["traceback"][0]
+        assert "Traceback" not in error["traceback"][0]
+
     name, message = cell_failure(link_cell)
     assert name == "UsageError"
     assert "\n" not in message

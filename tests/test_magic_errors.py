@@ -64,3 +64,22 @@ def test_argument_errors_stay_usage_errors(shell):
     shell.run_line_magic("config", "AstroLogin.show_traceback = True")
     with pytest.raises(UsageError):
         shell.run_line_magic("astro_context", "rename localhost")
+
+
+def test_python_call_error_is_one_line(shell, capsys):
+    shell.run_cell("import astro_jupyter\nastro_jupyter.get_token()")
+    output = capsys.readouterr()
+    shown = output.out + output.err
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert len(lines) == 1, shown
+    assert "NotLoggedInError" in lines[0]
+    assert "Not logged in to Astro" in lines[0]
+
+
+def test_python_call_error_full_on_request(shell, capsys):
+    shell.run_cell("%config AstroLogin.show_traceback = True")
+    shell.run_cell("import astro_jupyter\nastro_jupyter.get_token()")
+    output = capsys.readouterr()
+    shown = output.out + output.err
+    assert "credentials.py" in shown
+    assert "NotLoggedInError" in shown
