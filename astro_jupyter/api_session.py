@@ -158,8 +158,10 @@ class AstroSession(requests.Session):
                 step=step,
             ) from None
 
-    def _paginate(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict]:
-        items: list[dict] = []
+    def _paginate(
+        self, path: str, key: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         offset = 0
         for _page in range(_MAX_PAGES):
             page_params = {**(params or {}), "limit": _PAGE_SIZE, "offset": offset}
@@ -191,11 +193,11 @@ class AstroSession(requests.Session):
             )
         return chosen
 
-    def list_organizations(self) -> list[dict]:
+    def list_organizations(self) -> list[dict[str, Any]]:
         """Return every organization the token can see."""
         return self._paginate("organizations", "organizations")
 
-    def list_workspaces(self, organization_id: str | None = None) -> list[dict]:
+    def list_workspaces(self, organization_id: str | None = None) -> list[dict[str, Any]]:
         """Return every workspace of an organization (default: the context's)."""
         organization = self._organization(organization_id)
         return self._paginate(
@@ -204,7 +206,7 @@ class AstroSession(requests.Session):
 
     def list_deployments(
         self, workspace_id: str | None = None, organization_id: str | None = None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Return the deployments of a workspace (default: the context's)."""
         organization = self._organization(organization_id)
         workspace = workspace_id or self.workspace_id

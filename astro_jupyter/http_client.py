@@ -107,7 +107,7 @@ def connection_failure_reason(error: BaseException) -> str:
         if isinstance(cause, (ConnectionResetError, BrokenPipeError)):
             return "connection reset by the server"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake failed ({_one_line(cause.reason or cause)})"
+            return f"TLS handshake failed ({_one_line(str(cause.reason or cause))})"
         if isinstance(cause, OSError) and cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             return "host unreachable"
         if type(cause).__name__ == "NameResolutionError" or isinstance(cause, socket.gaierror):

@@ -111,7 +111,7 @@ class LoginPanel:
         return f"LoginPanel(domain={self.options.domain!r}, state={self._state.value!r})"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle = self.widgets.root._repr_mimebundle_(**kwargs)
+        bundle: dict[str, Any] = self.widgets.root._repr_mimebundle_(**kwargs)
         bundle["text/plain"] = (
             f"Astro login panel for {self.options.domain}; it needs a frontend that shows "
             "ipywidgets. Use %astro_login --no-widget for the text form."

@@ -207,7 +207,7 @@ def build_widgets(domain: str, callback_redirect_uri: str) -> PanelWidgets:
 
 def is_shown(widget: widgets.DOMWidget) -> bool:
     """Tell whether ``widget`` is set to be shown."""
-    return widget.layout.display != "none"
+    return bool(widget.layout.display != "none")
 
 
 def show(widget: widgets.DOMWidget, visible: bool) -> None:

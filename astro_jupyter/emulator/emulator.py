@@ -126,7 +126,7 @@ class Emulator:
             if self._server is not None or self._stopped:
                 raise RuntimeError("This emulator was already started; create a new one.")
             server = EmulatorHttpServer(self._host, self._port, self._backend)
-            host, port = server.server_address[:2]
+            host, port = str(server.server_address[0]), int(server.server_address[1])
             netloc_host = f"[{host}]" if ":" in host else host
             self._backend.set_base_url(f"http://{netloc_host}:{port}/")
             thread = threading.Thread(

@@ -193,6 +193,7 @@ class Fault:
             return self.body.encode("utf-8"), "text/plain; charset=utf-8"
         if isinstance(self.body, dict):
             return json.dumps(self.body).encode("utf-8"), "application/json"
+        default: dict[str, object]
         if self.endpoint in OAUTH_TOKEN_ENDPOINTS:
             default = {
                 "error": _OAUTH_ERROR_BY_STATUS.get(status, "server_error"),

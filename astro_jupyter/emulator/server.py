@@ -102,8 +102,9 @@ def dispatch(backend: Backend, request: Request) -> tuple[Response, str | None, 
         The response, the endpoint name (``None`` for unknown paths), and
         whether the request belongs in the request log.
     """
-    matches = [(route, route.pattern.match(request.path)) for route in _ROUTES]
-    matches = [(route, match) for route, match in matches if match]
+    matches = [
+        (route, match) for route in _ROUTES if (match := route.pattern.match(request.path))
+    ]
     if not matches:
         message = f"Not found: the emulator has no endpoint at {request.path}."
         return api_error(404, message, request.request_id), None, True
@@ -304,7 +305,9 @@ class EmulatorHttpServer(ThreadingHTTPServer):
         # HTTPServer.server_bind looks the host up with socket.getfqdn, a reverse
         # DNS query that can be slow and leaves loopback; the bound address is enough.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._connections_lock:
