@@ -138,8 +138,10 @@ def _kernel_sections(kernel: KernelFigures) -> list[str]:
     return [
         "## Loading the extension in a kernel",
         "Each sample runs in a new ipykernel started with jupyter_client, because imports are "
-        "cached per process. Time: `time.perf_counter_ns()` around the statement in the "
-        "kernel, median over the time samples. Traced peak and retained: `tracemalloc` during "
+        "cached per process. One uncounted kernel per statement first writes the compiled "
+        "bytecode, which pip writes when it installs a wheel. Time: "
+        "`time.perf_counter_ns()` around the statement in the kernel, median over the time "
+        "samples. Traced peak and retained: `tracemalloc` during "
         "the statement, in other kernels because tracing slows it, median over the memory "
         "samples. tracemalloc counts the Python objects the import creates. RSS added is the "
         "resident set size from `/proc/self/statm` after minus before, from the timing "
