@@ -8,6 +8,14 @@ It also takes the renewal lock on ``config.yaml.renew.lock`` that serialises
 token refreshes.
 ``config_path`` resolves the file's path as the CLI does.
 
+When ``config.yaml`` is a symbolic link, the file it points to is read and
+replaced, and the link stays. Each lock is then taken twice, in this order:
+beside the link, where the Astro CLI takes it, and beside the target, so that
+two links to one file, or a link and the file's own path, share a lock. The
+lock beside the target is always taken second, and no other lock is taken
+while it is held, so two processes cannot wait for each other in a cycle
+(unless a link is changed to point elsewhere while they wait).
+
 This module does not know which keys contain a login: ``config_store`` builds
 the login API on top of it.
 """
@@ -19,13 +27,20 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
 
 from .config_cache import FileSignature, ParsedFileCache
-from .config_files import ensure_folder, hold_lock, read_text, replace_atomically
+from .config_files import (
+    ensure_folder,
+    hold_lock,
+    read_text,
+    remove_stale_temporaries,
+    replace_atomically,
+    resolve_file,
+)
 from .config_yaml import ConfigDocument, load_document
 from .errors import ConfigError, ConfigLockTimeoutError, InvalidInputError
 
@@ -84,15 +99,26 @@ class ConfigFileAccess:
 
     @property
     def lock_path(self) -> Path:
-        """The sidecar lock file that the Astro CLI locks while it writes."""
-        # NOTE: when config.yaml is a symbolic link, this lock sits next to the
-        # link. That assumes the CLI does not resolve the link either.
-        return self.path.with_name(self.path.name + ".lock")
+        """The sidecar lock file that the Astro CLI locks while it writes, beside ``path``."""
+        return _sidecar(self.path, ".lock")
 
     @property
     def renewal_lock_path(self) -> Path:
         """The sidecar lock file that serialises token refreshes across processes."""
-        return self.path.with_name(self.path.name + ".renew.lock")
+        return _sidecar(self.path, ".renew.lock")
+
+    def renewal_lock_paths(self) -> list[Path]:
+        """Return the renewal lock files that :meth:`renewal_lock` takes, in order.
+
+        That is :attr:`renewal_lock_path`, plus the one beside the file that
+        ``path`` links to when ``path`` is a symbolic link.
+
+        Raises
+        ------
+        ConfigError
+            ``path`` is a dangling symbolic link or a loop of links.
+        """
+        return _lock_paths(self.path, resolve_file(self.path), ".renew.lock")
 
     @contextmanager
     def renewal_lock(self, timeout_s: float | None = None) -> Iterator[None]:
@@ -115,11 +141,11 @@ class ConfigFileAccess:
         """
         timeout = self.lock_timeout_s if timeout_s is None else timeout_s
         ensure_folder(self.path.parent)
-        with hold_lock(
-            self.renewal_lock_path,
-            timeout,
-            holder="another process is refreshing the Astro login",
-        ):
+        holder = "another process is refreshing the Astro login"
+        with ExitStack() as stack:
+            stack.enter_context(hold_lock(self.renewal_lock_path, timeout, holder=holder))
+            for lock_path in self.renewal_lock_paths()[1:]:
+                stack.enter_context(hold_lock(lock_path, timeout, holder=holder))
             yield
 
     def _read(self, signature: FileSignature | None) -> ConfigDocument:
@@ -137,7 +163,7 @@ class ConfigFileAccess:
 
         with ExitStack() as stack:
             try:
-                stack.enter_context(self._config_lock())
+                target = stack.enter_context(self._config_lock())
             except ConfigLockTimeoutError:
                 raise
             except ConfigError as error:
@@ -146,7 +172,8 @@ class ConfigFileAccess:
                 if not _is_access_denied(error.__cause__):
                     raise
                 log.debug("reading %s without the lock: %s", self.path, error)
-            text = read_text(self.path)
+                target = resolve_file(self.path)
+            text = read_text(target)
         log.debug("read %s", self.path)
         document = load_document(text or "", self.path)
         self._cache.store(signature, document)
@@ -177,8 +204,9 @@ class ConfigFileAccess:
             return
 
         ensure_folder(self.path.parent)
-        with self._config_lock(lock_timeout_s):
-            text = read_text(self.path)
+        with self._config_lock(lock_timeout_s) as target:
+            remove_stale_temporaries(target)
+            text = read_text(target)
             document = load_document(text or "", self.path)
             before = document.dump()
             change(document.root)
@@ -187,15 +215,38 @@ class ConfigFileAccess:
                 log.debug("left %s unchanged", self.path)
                 return
             self._cache.clear()
-            replace_atomically(self.path, after)
+            replace_atomically(target, after, shown_path=self.path)
         log.debug("wrote %s", self.path)
 
-    def _config_lock(self, timeout_s: float | None = None) -> AbstractContextManager[None]:
-        return hold_lock(
-            self.lock_path,
-            self.lock_timeout_s if timeout_s is None else timeout_s,
-            holder="another process, maybe `astro`, is writing the config",
-        )
+    @contextmanager
+    def _config_lock(self, timeout_s: float | None = None) -> Iterator[Path]:
+        """Hold the config write lock or locks, and yield the file that ``path`` resolves to.
+
+        The link is resolved under the CLI's lock, so a link changed by
+        another writer is seen before the lock beside the target is taken.
+        """
+        timeout = self.lock_timeout_s if timeout_s is None else timeout_s
+        holder = "another process, maybe `astro`, is writing the config"
+        with ExitStack() as stack:
+            stack.enter_context(hold_lock(self.lock_path, timeout, holder=holder))
+            target = resolve_file(self.path)
+            for lock_path in _lock_paths(self.path, target, ".lock")[1:]:
+                stack.enter_context(hold_lock(lock_path, timeout, holder=holder))
+            yield target
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _lock_paths(path: Path, target: Path, suffix: str) -> list[Path]:
+    """Return the lock beside ``path``, then the one beside ``target`` when that is another."""
+    beside_path = _sidecar(path, suffix)
+    beside_target = _sidecar(target, suffix)
+    # The folder of path may itself be a link to the folder of target.
+    if Path(os.path.realpath(path.parent)) / beside_path.name == beside_target:
+        return [beside_path]
+    return [beside_path, beside_target]
 
 
 def _is_access_denied(error: BaseException | None) -> bool:

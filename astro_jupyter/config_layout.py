@@ -16,7 +16,7 @@ from pathlib import Path
 from ruamel.yaml.comments import CommentedMap
 
 from .config_context import UPDATABLE_FIELDS, ContextRecord, new_context, scalar_text, write_field
-from .config_yaml import find_key, get_value, set_value
+from .config_yaml import find_key, get_value, set_value, yaml_kind
 from .domains import context_key
 from .errors import ConfigError
 
@@ -43,7 +43,7 @@ def existing_contexts(root: CommentedMap, path: Path) -> CommentedMap | None:
     contexts = get_value(root, "contexts")
     if contexts is not None and not isinstance(contexts, CommentedMap):
         raise ConfigError(
-            f"Invalid {path}: 'contexts' is a {type(contexts).__name__}, but the Astro "
+            f"Invalid {path}: 'contexts' is a {yaml_kind(contexts)}, but the Astro "
             "CLI expects a mapping of contexts. Fix or remove the file. It was not changed.",
             path=str(path),
         )
@@ -74,7 +74,7 @@ def find_context(contexts: CommentedMap, domain: str, path: Path) -> CommentedMa
         return None
     if not isinstance(context, CommentedMap):
         raise ConfigError(
-            f"Invalid {path}: the context {key} is a {type(context).__name__}, not a "
+            f"Invalid {path}: the context {key} is a {yaml_kind(context)}, not a "
             "mapping. Fix or remove that context. The file was not changed.",
             path=str(path),
         )

@@ -51,7 +51,7 @@ from .config_layout import (
     write_current,
     write_record,
 )
-from .config_yaml import get_value, set_value
+from .config_yaml import get_value, set_value, yaml_kind
 from .credentials_file import CREDENTIALS_FILE_NAME, CredentialsFile
 from .domains import normalize_domain
 from .errors import InvalidInputError, NotLoggedInError
@@ -201,10 +201,17 @@ class ConfigStore(ConfigFileAccess):
         for key, context in contexts.items():
             if context is None:
                 continue
+            if isinstance(key, (list, tuple, dict)):
+                kind = yaml_kind(key)
+                log.warning("ignoring a context in %s: its key is a %s", self.path, kind)
+                continue
             if not isinstance(context, CommentedMap):
                 log.warning("ignoring context %s in %s: it is not a mapping", key, self.path)
                 continue
             domain = context_domain(key, context)
+            if not domain:
+                log.warning("ignoring a context in %s: it names no domain", self.path)
+                continue
             record = record_from_context(domain, context, self.path)
             if not has_token_key(context):
                 record = self._credentials.login(domain, record)

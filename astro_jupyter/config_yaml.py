@@ -23,6 +23,12 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.emitter import RoundTripEmitter
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    NodeEvent,
+)
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import PlainScalarString, ScalarString
 
@@ -36,7 +42,17 @@ __all__ = [
     "get_value",
     "load_document",
     "set_value",
+    "yaml_kind",
 ]
+
+# A config the CLI writes nests 3 levels deep and has no aliases. These limits
+# leave room for hand edits while keeping hostile files cheap to reject. Deep
+# nesting would exhaust the parser's recursion. Aliases nested in aliases
+# ("billion laughs") expand exponentially wherever a value is copied or
+# converted to text, so the count of values with every alias expanded is
+# capped. A 1 MiB file without aliases has well under a million values.
+MAX_NESTING_DEPTH = 64
+MAX_EXPANDED_VALUES = 1_000_000
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
@@ -191,9 +207,22 @@ def load_document(text: str, path: Path) -> ConfigDocument:
     if text.lstrip().startswith("---"):
         yaml.explicit_start = True
     try:
+        _check_shape(yaml, text, path)
         data = yaml.load(text)
     except YAMLError as error:
         raise _parse_error(path, error) from None
+    except TypeError:
+        # ruamel.yaml 0.19 raises TypeError for a mapping used as a key inside
+        # a key ("? - :"), before it can wrap the value as hashable.
+        raise ConfigError(
+            f"Cannot parse {path}: a mapping or list is used as a key, which the Astro CLI "
+            "cannot read either. Fix or remove the file. It was not changed.",
+            path=str(path),
+        ) from None
+    except RecursionError:
+        # The depth check should make this unreachable. It stays because how
+        # deep the parser recurses per level of nesting is not documented.
+        raise _limit_error(path, "it nests too deeply to parse") from None
 
     if data is None:
         preamble = text if _is_only_comments(text) else ""
@@ -202,11 +231,56 @@ def load_document(text: str, path: Path) -> ConfigDocument:
         return ConfigDocument(root=CommentedMap(), yaml=yaml, preamble=preamble)
     if not isinstance(data, CommentedMap):
         raise ConfigError(
-            f"Invalid {path}: the top level is a {_kind(data)}, but the Astro CLI expects a "
+            f"Invalid {path}: the top level is a {yaml_kind(data)}, but the Astro CLI expects a "
             "mapping of settings. Fix or remove the file. It was not changed.",
             path=str(path),
         )
     return ConfigDocument(root=data, yaml=yaml)
+
+
+def _check_shape(yaml: YAML, text: str, path: Path) -> None:
+    """Raise ConfigError when ``text`` nests deeper than, or expands beyond, the limits.
+
+    This walks the parser's events, which needs no recursion and builds no
+    objects, so a hostile file is rejected before it is loaded.
+    """
+    # One entry per open collection: its anchor and its expanded value count.
+    open_collections: list[list[Any]] = [[None, 0]]
+    anchored_sizes: dict[str, int] = {}
+    for event in yaml.parse(text):
+        if isinstance(event, CollectionStartEvent):
+            if len(open_collections) > MAX_NESTING_DEPTH:
+                mark = event.start_mark
+                where = f" at line {mark.line + 1}" if mark is not None else ""
+                raise _limit_error(
+                    path, f"it nests more than {MAX_NESTING_DEPTH} levels deep{where}"
+                )
+            open_collections.append([event.anchor, 1])
+            continue
+        if isinstance(event, CollectionEndEvent):
+            anchor, size = open_collections.pop()
+        elif isinstance(event, AliasEvent):
+            anchor, size = None, anchored_sizes.get(event.anchor, 1)
+        elif isinstance(event, NodeEvent):
+            anchor, size = event.anchor, 1
+        else:
+            continue
+        if anchor is not None:
+            anchored_sizes[anchor] = size
+        open_collections[-1][1] += size
+        if open_collections[-1][1] > MAX_EXPANDED_VALUES:
+            raise _limit_error(
+                path,
+                f"its aliases (*name) expand to more than {MAX_EXPANDED_VALUES} values",
+            )
+
+
+def _limit_error(path: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"Cannot parse {path}: {problem}, far beyond any Astro config. Fix or remove the "
+        "file. It was not changed.",
+        path=str(path),
+    )
 
 
 def _is_only_comments(text: str) -> bool:
@@ -237,11 +311,22 @@ def _parse_error(path: Path, error: YAMLError) -> ConfigError:
     )
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
+def yaml_kind(value: Any) -> str:
+    """Return the YAML name of a loaded value's type, such as ``"list"`` or ``"string"``."""
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, (list, tuple)):
         return "list"
     if isinstance(value, str):
         return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if value is None:
+        return "null"
     return type(value).__name__
 
 

@@ -248,7 +248,7 @@ def _refresh_under_lock(store: ConfigStore, name: str, rejected_token: str | Non
         with store.renewal_lock(_renewal_wait_s(store, settings)):
             return _refresh_locked(store, settings, name, rejected_token)
     except ConfigLockTimeoutError as error:
-        if error.path != str(store.renewal_lock_path):
+        if error.path not in {str(path) for path in store.renewal_lock_paths()}:
             raise
         # Another process is still refreshing. A token that has not expired
         # is still usable, so only a dead one is an error.

@@ -17,7 +17,6 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -919,10 +918,14 @@ def test_folder_permission_error_message(tmp_path, monkeypatch):
     store = make_store(tmp_path, "cli_written.yaml")
     before = store.path.read_bytes()
 
-    def deny(*args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(store.path.parent))
+    real_open = os.open
 
-    monkeypatch.setattr(tempfile, "mkstemp", deny)
+    def deny_new_files(name, flags, *args, **kwargs):
+        if flags & os.O_CREAT and str(name).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny_new_files)
 
     with pytest.raises(ConfigError) as caught:
         store.save_login(new_login(store))
@@ -1022,18 +1025,28 @@ def test_symlinked_config_stays_link(tmp_path):
     assert leftover_temporary_files(dotfiles, store.path.parent) == []
 
 
-def test_dangling_symlink_target_created(tmp_path):
+def test_dangling_symlink_rejected(tmp_path):
+    # Creating the target would put a file of tokens where the user may not
+    # expect one, such as a dotfiles checkout that is not there yet.
     target = tmp_path / "dotfiles" / "astro-config.yaml"
     target.parent.mkdir()
     store = make_store(tmp_path)
     store.path.parent.mkdir(parents=True)
     store.path.symlink_to(target)
 
-    store.save_login(ContextRecord(domain="astronomer.io", token=NEW_ACCESS))
+    with pytest.raises(ConfigError) as read_error:
+        store.read_context("astronomer.io")
+    with pytest.raises(ConfigError) as write_error:
+        store.save_login(ContextRecord(domain="astronomer.io", token=NEW_ACCESS))
 
+    for caught in (read_error, write_error):
+        message = str(caught.value)
+        assert message == (
+            f"Cannot use {store.path}: it is a symbolic link to {target}, which does not "
+            "exist. Create that file or remove the link."
+        )
+    assert not target.exists()
     assert store.path.is_symlink()
-    assert store.read_context("astronomer.io").token == NEW_ACCESS
-    assert target.is_file()
 
 
 def test_write_waits_for_lock_of_other_process(tmp_path):
