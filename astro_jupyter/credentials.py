@@ -293,7 +293,9 @@ def _refresh_locked(
 
 def _refresh(store: ConfigStore, settings: AstroLogin, name: str, refresh_token: str) -> str:
     with HttpClient(timeout_s=settings.http_timeout_s) as http:
-        config = fetch_auth_config(http, settings.api_base_url_for(name))
+        config = settings.auth_configs.get(
+            settings.api_base_url_for(name), lambda base_url: fetch_auth_config(http, base_url)
+        )
         try:
             tokens = refresh_tokens(http, config, refresh_token)
         except Exception as error:

@@ -13,6 +13,7 @@ from astro_jupyter import credentials
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token, whoami
 from astro_jupyter.errors import ConfigError, NotLoggedInError
+from astro_jupyter.settings import AstroLogin
 
 EMAIL = "ada@example.com"
 
@@ -239,3 +240,29 @@ def test_token_login_usable_until_expiry(emulator, store):
     )
     assert get_token(store=store) == token
     assert emulator.requests == []
+
+
+def test_refresh_reuses_cached_auth_config(emulator, store):
+    log_in_by_link(emulator, store, email=EMAIL)
+    auth_config_requests = emulator.count("auth-config")
+    _expire_soon(store)
+
+    get_token("localhost")
+
+    assert emulator.count("refresh") == 1
+    assert auth_config_requests == 1
+    assert emulator.count("auth-config") == 1
+
+
+def test_refresh_fetches_auth_config_once(emulator, store):
+    # Another process (or a new kernel) has an empty cache: its first refresh
+    # fetches the auth config, and its second reuses it.
+    log_in_by_link(emulator, store, email=EMAIL)
+    AstroLogin.instance().auth_configs.forget(emulator.base_url)
+    _expire_soon(store)
+    get_token("localhost")
+    _expire_soon(store)
+    get_token("localhost")
+
+    assert emulator.count("refresh") == 2
+    assert emulator.count("auth-config") == 2
