@@ -153,7 +153,7 @@ class ConfigFileAccess:
 
         Callers must not change the returned document: it may be shared.
         """
-        cached = self._cache.document(signature)
+        cached: ConfigDocument | None = self._cache.document(signature)
         if cached is not None:
             return cached
 

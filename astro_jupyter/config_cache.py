@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 __all__ = ["FileSignature", "ParsedFileCache", "SETTLE_WINDOW_NS", "file_signature"]
 
@@ -108,7 +108,7 @@ class ParsedFileCache:
             return compute()
         if key not in entry.derived:
             entry.derived[key] = compute()
-        return entry.derived[key]
+        return cast(_Value, entry.derived[key])
 
     def clear(self) -> None:
         """Forget everything, for example after this process wrote the file."""

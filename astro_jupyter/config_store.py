@@ -214,7 +214,8 @@ class ConfigStore(ConfigFileAccess):
                 continue
             record = record_from_context(domain, context, self.path)
             if not has_token_key(context):
-                record = self._credentials.login(domain, record)
+                # With a record given, login() returns a record, never None.
+                record = self._credentials.login(domain, record) or record
             records.append(record)
         return records
 
@@ -341,7 +342,11 @@ class ConfigStore(ConfigFileAccess):
             The config lock was held for longer than ``lock_timeout_s``
             (default: the store's ``lock_timeout_s``).
         """
-        changes = {"token": token, "refresh_token": refresh_token, "expires_at": expires_at}
+        changes: dict[str, Any] = {
+            "token": token,
+            "refresh_token": refresh_token,
+            "expires_at": expires_at,
+        }
         check_values(changes)
         domain = _check_domain(domain)
         written = False

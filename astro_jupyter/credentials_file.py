@@ -135,7 +135,7 @@ class CredentialsFile:
 
     def _entries(self) -> dict[str, CredentialsEntry]:
         signature = file_signature(self.path)
-        cached = self._cache.document(signature)
+        cached: dict[str, CredentialsEntry] | None = self._cache.document(signature)
         if cached is not None:
             return cached
 
