@@ -197,7 +197,14 @@ class _Gate:
                 client.close()
                 return
         with client, socket.create_connection(self._upstream, timeout=SETTLE_S) as upstream:
-            head = _read_request_head(client)
+            try:
+                head = _read_request_head(client)
+            except OSError:
+                # A client that connected and sent nothing before the timeout
+                # has no request to relay.
+                return
+            if not head:
+                return
             request_line = head.split(b"\r\n", 1)[0].split(b" ")
             path = request_line[1].split(b"?", 1)[0].decode("ascii", "replace")
             if path == self._open_until:
