@@ -122,6 +122,7 @@ class LoginFlow:
         self._cancel_reason = "Login cancelled."
         self._pasted_code_digests: set[bytes] = set()
         self._callback: CallbackServer | None = None
+        self._callback_closer: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._result: LoginResult | None = None
         self._error: BaseException | None = None
@@ -284,6 +285,8 @@ class LoginFlow:
             final = (LoginStep.FAILED, f"Login failed unexpectedly: {type(error).__name__}.")
         finally:
             self._secrets.token = None
+            if self._callback_closer is not None:
+                self._callback_closer.join()
             # Done before the final event, so a listener that receives it can call wait(0).
             self._done.set()
             self._emit(*final)
@@ -386,7 +389,8 @@ class LoginFlow:
         """Wait for the browser's authorization code on the loopback callback.
 
         Publishes the authorize URL, then returns the code and the redirect URI
-        it was issued for. The callback port is closed on every way out.
+        it was issued for. The callback server is closed on every way out, in a
+        thread that ``_run_and_record`` joins.
         """
         state = new_state()
         callback = CallbackServer(state, port=self.options.callback_port).start(
@@ -428,8 +432,15 @@ class LoginFlow:
             )
             return callback.wait(timeout_s), callback.redirect_uri
         finally:
-            callback.close()
             self._callback = None
+            # close() waits up to one poll of the serving loop. Closing beside the
+            # token exchange keeps that wait out of the login's time, and
+            # _run_and_record joins the thread, so the port is free before the
+            # login ends.
+            self._callback_closer = threading.Thread(
+                target=callback.close, name="astro-login-callback-close", daemon=True
+            )
+            self._callback_closer.start()
 
     def _save(
         self,
