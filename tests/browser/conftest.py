@@ -163,3 +163,31 @@ def open_notebook(browser_page: Page, lab_server: JupyterServer) -> Callable[...
         return NotebookPage(browser_page, lab_server, path, ui=ui).open()
 
     return open_page
+
+
+@pytest.fixture(scope="module")
+def remote_browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    """A second Chromium standing in for a browser on another machine than the kernel.
+
+    ``localhost`` resolves to nothing in it, so the redirect to the kernel's
+    loopback callback fails there as it would on another machine. The
+    emulator stays reachable on 127.0.0.1.
+    """
+    with tempfile.TemporaryDirectory(prefix="astro-remote-chromium-home-") as home:
+        browser = launch_chromium(
+            playwright_driver, Path(home), ["--host-resolver-rules=MAP localhost ~NOTFOUND"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def other_device(remote_browser: Browser) -> Iterator[Page]:
+    """A page of the remote browser, in a context of its own."""
+    context = remote_browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

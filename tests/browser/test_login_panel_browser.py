@@ -18,17 +18,14 @@ import os
 import re
 import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADA_EMAIL, ADA_ORGANIZATION, ADA_WORKSPACE, port_is_free, read_config
 
-from .chromium import launch_chromium
 from .notebook_page import LAB, NOTEBOOK7, NotebookPage, UserInterface
 
 # Read at import, because the hermetic_env fixture clears every ASTRO_ variable.
@@ -83,34 +80,6 @@ def open_login_notebook(
         return notebook
 
     return open_and_run
-
-
-@pytest.fixture(scope="module")
-def remote_browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    """A second Chromium standing in for a browser on another machine than the kernel.
-
-    ``localhost`` resolves to nothing in it, so the redirect to the kernel's
-    loopback callback fails there as it would on another machine. The
-    emulator stays reachable on 127.0.0.1.
-    """
-    with tempfile.TemporaryDirectory(prefix="astro-remote-chromium-home-") as home:
-        browser = launch_chromium(
-            playwright_driver, Path(home), ["--host-resolver-rules=MAP localhost ~NOTFOUND"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def other_device(remote_browser: Browser) -> Iterator[Page]:
-    """A page of the remote browser, in a context of its own."""
-    context = remote_browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def panel(notebook: NotebookPage) -> Locator:

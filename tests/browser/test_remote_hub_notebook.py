@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADA_EMAIL, ADA_WORKSPACE, read_config
 
-from .chromium import launch_chromium
 from .jupyter_server import JupyterServer
 from .notebook_page import NotebookPage
 
@@ -62,32 +60,6 @@ def hub_server(emulator: Any, hub_astro_home: Path) -> Iterator[JupyterServer]:
     }
     with JupyterServer(extra_env=env) as server:
         yield server
-
-
-@pytest.fixture
-def laptop_browser(playwright_driver: Playwright) -> Iterator[Browser]:
-    """Yield a second Chromium in which ``localhost`` resolves to nothing.
-
-    It plays the user's laptop: the emulator stays reachable on
-    127.0.0.1, but the redirect to the kernel's callback fails.
-    """
-    with tempfile.TemporaryDirectory(prefix="astro-laptop-chromium-home-") as home:
-        browser = launch_chromium(
-            playwright_driver, Path(home), ["--host-resolver-rules=MAP localhost ~NOTFOUND"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def laptop_page(laptop_browser: Browser) -> Iterator[Page]:
-    context = laptop_browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def cell_index(notebook: Any, cell_id: str) -> int:
@@ -125,7 +97,7 @@ def test_remote_hub_notebook_runs(
     hub_server: JupyterServer,
     hub_astro_home: Path,
     browser_page: Page,
-    laptop_page: Page,
+    other_device: Page,
     emulator: Any,
     ada_account: str,
     leaked_secrets: Any,
@@ -151,7 +123,7 @@ def test_remote_hub_notebook_runs(
     assert sign_in_url is not None
     assert sign_in_url.startswith(emulator.oauth_base_url)
 
-    landed = sign_in_on_laptop(laptop_page, sign_in_url)
+    landed = sign_in_on_laptop(other_device, sign_in_url)
     assert landed.startswith("http://localhost:")
     assert "/callback?" in landed
 
