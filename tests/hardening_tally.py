@@ -96,7 +96,7 @@ class HardeningTally:
             f"| Machine | {platform.system()} {platform.machine()} |",
             f"| Outcome | {outcome}, {duration_s:.0f} s |",
             "",
-            "| Section | Figure | Count |",
+            "| Section | Figure | Value |",
             "|---|---|---|",
         ]
         lines += [f"| {section} | {item} | {count} |" for section, item, count in self.rows()]
