@@ -263,6 +263,13 @@ def _check_lock_file(lock_path: Path) -> None:
         )
 
 
+def _writable(target: Path) -> bool:
+    """Tell whether this account may write ``target`` and someone may at all."""
+    if not os.access(target, os.W_OK):
+        return False
+    return bool(os.stat(target).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def replace_atomically(target: Path, text: str, *, shown_path: Path | None = None) -> None:
     """Replace the file ``target`` with ``text`` in one rename, with mode 0600.
 
@@ -284,8 +291,10 @@ def replace_atomically(target: Path, text: str, *, shown_path: Path | None = Non
     path = shown_path or target
     folder = target.parent
     # A rename would replace a read-only file as long as the folder is
-    # writable, but the Astro CLI, which writes in place, could not.
-    if os.path.lexists(target) and not os.access(target, os.W_OK):
+    # writable, but the Astro CLI, which writes in place, could not. Root
+    # passes os.access for any file, so a file with no write bit at all is
+    # read-only for root too: someone made it so on purpose.
+    if os.path.lexists(target) and not _writable(target):
         raise ConfigError(
             f"Cannot write {path}: the file is read-only for this account. Have its owner make "
             f"it writable (chmod u+w {target}){_ELSEWHERE}. The file was not changed.",

@@ -912,6 +912,25 @@ def test_unreadable_file_error(tmp_path):
     assert f"Cannot read {store.path}: permission denied" in str(caught.value)
 
 
+@pytest.mark.parametrize("mode", [0o400, 0o444])
+def test_read_only_file_not_replaced(tmp_path, mode):
+    # Runs as any account, root included: root may write any file, but a file
+    # without a write bit was made read-only on purpose.
+    store = make_store(tmp_path, "cli_written.yaml")
+    store.path.chmod(mode)
+    before = store.path.read_bytes()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            store.save_login(new_login(store))
+    finally:
+        mode_after = store.path.stat().st_mode & 0o777
+        store.path.chmod(0o600)
+
+    assert "the file is read-only for this account" in str(caught.value)
+    assert store.path.read_bytes() == before
+    assert mode_after == mode
+
+
 def test_folder_permission_error_message(tmp_path, monkeypatch):
     # Root ignores a read-only folder, so the error the kernel would raise for
     # a normal user is raised where the temporary file is created.
