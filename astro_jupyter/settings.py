@@ -117,6 +117,16 @@ class AstroLogin(SingletonConfigurable):
         super().__init__(**kwargs)
         self.logins = LoginTracker()
         self.auth_configs = AuthConfigCache()
+        # traitlets rolls a rejected assignment back to the trait's static
+        # default (0 or '') when the dynamic default was never read, so a typo
+        # in %config would drop $ASTRO_JUPYTER_API_URL and send the next login
+        # to astronomer.io. Reading the defaults now makes the rollback keep them.
+        # An invalid variable stays unread here and fails the first login instead.
+        for name in ("api_url", "callback_port"):
+            try:
+                getattr(self, name)
+            except InvalidInputError:
+                pass
 
     # Dynamic defaults skip the @validate hooks, so the environment is checked here.
     @default("api_url")

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from IPython.core.error import UsageError
+from traitlets import TraitError
+from traitlets.config import Config
 
 from astro_jupyter.config_store import ConfigStore, ContextRecord
 from astro_jupyter.credentials import get_token
@@ -165,3 +167,29 @@ def test_config_lists_settings_with_help(shell, capsys):
         assert trait.help, f"AstroLogin.{name} has no help text"
         assert f"AstroLogin.{name}=" in listing
         assert " ".join(trait.help.split()[:6]) in listing
+
+
+
+def _apply_rejected(settings: AstroLogin, name: str, value: object) -> None:
+    """Apply a value the way %config does, which rejects it."""
+    with pytest.raises(TraitError):
+        settings.update_config(Config({"AstroLogin": {name: value}}))
+
+
+def test_rejected_config_keeps_env_values(monkeypatch):
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", "http://127.0.0.1:18080/")
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "23456")
+    settings = AstroLogin()
+
+    _apply_rejected(settings, "api_url", "ftp://nope/")
+    _apply_rejected(settings, "callback_port", 99999)
+
+    assert settings.api_url == "http://127.0.0.1:18080/"
+    assert settings.callback_port == 23456
+    assert settings.default_domain() == "localhost"
+
+
+def test_rejected_config_keeps_default_port():
+    settings = AstroLogin()
+    _apply_rejected(settings, "callback_port", 99999)
+    assert settings.callback_port == 12345
