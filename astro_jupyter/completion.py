@@ -7,17 +7,23 @@ offered. Completing never sends a request and waits at most
 :data:`LOCK_WAIT_S` for the Astro CLI's lock on the file. A file that cannot
 be read gives no completions, never an error.
 
-The completers use IPython's ``complete_command`` hook, as IPython's own ``%cd``
-and ``%run`` do. When one returns matches, IPython shows them instead of file
-names. The config modules, and with them the YAML library, are imported at the
-first completion, not when the extension loads.
+The completions come from one matcher in IPython's ``Completer.custom_matchers``
+(the matcher API version 2 of IPython 8.6 and later). When it has matches it
+suppresses every other matcher, Jedi's included. IPython's older
+``complete_command`` hook cannot do that: Jedi's matches stay beside its
+results, so after ``%astro_login -`` a kernel offered ``-abs`` and about 200
+other names before ``-e``. The config modules, and with them the YAML library,
+are imported at the first completion, not when the extension loads.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+
+from IPython.core.completer import SimpleCompletion, completion_matcher
 
 from .errors import AstroJupyterError
 
@@ -37,8 +43,24 @@ _ACTIONS = ("list", "switch")
 log = logging.getLogger(__name__)
 
 
+_MATCHER_ID = "astro_jupyter.magic_arguments"
+
+
 def register_completers(shell: Any) -> None:
-    """Register the completers of ``%astro_login`` and the context magics with ``shell``."""
+    """Add the matcher for the arguments of the astro_jupyter magics to ``shell``'s completer.
+
+    Loading the extension again adds nothing.
+    """
+    completer = getattr(shell, "Completer", None)
+    if completer is None:
+        return
+    matchers = completer.custom_matchers
+    if any(getattr(matcher, "matcher_identifier", None) == _MATCHER_ID for matcher in matchers):
+        return
+    matchers.append(_magic_arguments_matcher(shell))
+
+
+def _magic_arguments_matcher(shell: Any) -> Callable[[Any], dict[str, Any]]:
     completers: dict[str, Callable[[Any, Any], list[str]]] = {
         "%astro_login": _complete_login,
         "%astro_logout": _complete_domain_only,
@@ -46,9 +68,35 @@ def register_completers(shell: Any) -> None:
         "%astro_context": _complete_context,
         "%astro_workspace": _complete_workspace,
     }
-    # set_hook binds each completer to the shell, so it is called with the shell first.
-    for magic, completer in completers.items():
-        shell.set_hook("complete_command", completer, str_key=magic)
+
+    @completion_matcher(identifier=_MATCHER_ID, api_version=2)
+    def match(context: Any) -> dict[str, Any]:
+        text = context.text_until_cursor
+        words = text.split(None, 1)
+        # With automagic on, "astro_login" without the % runs the magic too.
+        command = words[0] if words else ""
+        complete = completers.get(command) or completers.get("%" + command)
+        # The matcher completes arguments only, so the magic's name must be whole.
+        if complete is None or len(words) < 2 and not text[-1:].isspace():
+            return {"completions": []}
+
+        event = SimpleNamespace(
+            line=context.line_with_cursor,
+            symbol=context.token,
+            command=command,
+            text_until_cursor=text,
+        )
+        matches = [name for name in complete(shell, event) if name.startswith(context.token)]
+        if not matches:
+            return {"completions": []}
+        return {
+            "completions": [SimpleCompletion(name, type="astro") for name in matches],
+            "suppress": True,
+            "ordered": True,
+        }
+
+    matcher: Callable[[Any], dict[str, Any]] = match
+    return matcher
 
 
 def _arguments_before(event: Any) -> list[str]:

@@ -146,3 +146,25 @@ def test_held_lock_gives_nothing(shell, config):
         holder.wait(timeout=10)
         holder.stdout.close()
     assert complete(shell, "%astro_context switch ") == ["localhost", "astronomer.io"]
+
+
+def kernel_matches(kernel, code):
+    """Return the matches a real kernel sends for a complete_request at the end of ``code``."""
+    msg_id = kernel.kc.complete(code, len(code))
+    while True:
+        reply = kernel.kc.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]["matches"]
+
+
+def test_kernel_offers_only_our_matches(config, start_kernel, kernel_env):
+    # A kernel completes with Jedi too, whose matches (builtins after "-",
+    # keywords after a space) must not bury the magic's own.
+    kernel = start_kernel(kernel_env)
+    kernel.execute("%load_ext astro_jupyter")
+
+    assert kernel_matches(kernel, "%astro_login --e") == ["--email"]
+    assert kernel_matches(kernel, "%astro_login -")[:2] == ["-e", "--email"]
+    assert "-abs" not in kernel_matches(kernel, "%astro_login -")
+    assert kernel_matches(kernel, "%astro_login ") == ["localhost", "astronomer.io"]
+    assert kernel_matches(kernel, "%astro_workspace switch clx") == ["clx0ws1", "clx0ws2"]
