@@ -227,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         help="The environment's folder (default: this Python's sys.prefix, %(default)s).",
     )
     args = parser.parse_args(argv)
+    # A mistyped --prefix would otherwise get a new etc/ipython folder that no
+    # kernel reads, and the command would report success.
+    if not os.path.isdir(args.prefix):
+        print(f"error: --prefix {args.prefix!r} is not a folder; pass an environment's folder "
+              "(its sys.prefix).", file=sys.stderr)
+        return 1
     path = kernel_config_path(args.prefix)
     try:
         if args.action == "enable":

@@ -163,3 +163,15 @@ def test_shipped_file_matches_enable(tmp_path):
     created = kernel_config_path(tmp_path)
     enable(created)
     assert read_json(shipped) == read_json(created)
+
+
+@pytest.mark.parametrize("action", ["enable", "disable", "status"])
+def test_missing_prefix_rejected(tmp_path, capsys, action):
+    missing = tmp_path / "no-such-env"
+
+    assert main([action, "--prefix", str(missing)]) == 1
+
+    error = capsys.readouterr().err
+    assert "is not a folder" in error
+    assert len(error.strip().splitlines()) == 1
+    assert not missing.exists()

@@ -4,7 +4,7 @@
 Usage: ``python3 tools/bench.py [--quick] [--processes N] [--rounds N] [--output PATH]``
 
 The arguments go to ``benchmarks/run.py`` unchanged (see its ``--help``). A
-full run takes about one and a half minutes on 2 cores and rewrites
+full run takes about 50 seconds on a quiet 2-core machine and rewrites
 ``docs/benchmarks.md``. The exit code is that of ``benchmarks/run.py``.
 """
 
