@@ -55,6 +55,39 @@ def _env_base_url(name: str) -> str:
         raise InvalidInputError(f"Invalid ${name}: {error} Fix or unset it.") from None
 
 
+# These two settings are checked in their trait type's validate(), not with
+# @validate hooks. traitlets skips the hooks while it applies a config section,
+# stores the value, and when a hook then rejects it, rolls the setting back to
+# the trait's static default (0 or ''), not to its default from the environment.
+# A typo in %config would then drop $ASTRO_JUPYTER_API_URL and send the next
+# login to astronomer.io. A rejection in validate() happens before anything is
+# stored. The defaults stay computed on first read, so %env before the first
+# login still applies.
+
+
+class _BaseUrl(Unicode):  # type: ignore[type-arg]
+    """An absolute http:// or https:// base URL, normalised, or '' for none."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        text: str = super().validate(obj, value).strip()
+        if not text:
+            return ""
+        try:
+            return normalize_base_url(text)
+        except InvalidInputError as error:
+            raise TraitError(str(error)) from None
+
+
+class _Port(Int):  # type: ignore[type-arg]
+    """A TCP port number, 0 to 65535."""
+
+    def validate(self, obj: Any, value: Any) -> int:
+        port: int = super().validate(obj, value)
+        if not 0 <= port <= 65535:
+            raise TraitError(f"{self.name} {port} is not a TCP port (0 to 65535).")
+        return port
+
+
 class AstroLogin(SingletonConfigurable):
     """Settings for ``%astro_login`` and the functions that use the stored login.
 
@@ -63,7 +96,7 @@ class AstroLogin(SingletonConfigurable):
     each API base URL that a login fetched.
     """
 
-    api_url = Unicode(
+    api_url = _BaseUrl(
         help=(
             "API base URL to use instead of the one derived from the domain, for a local "
             "control plane or the bundled emulator, e.g. http://127.0.0.1:8888/. "
@@ -71,7 +104,7 @@ class AstroLogin(SingletonConfigurable):
         )
     ).tag(config=True)
 
-    callback_port = Int(
+    callback_port = _Port(
         help=(
             "Loopback port that receives the browser's redirect. Astro's OAuth server only "
             "accepts 12345; 0 picks a free port, for local control planes. "
@@ -117,16 +150,6 @@ class AstroLogin(SingletonConfigurable):
         super().__init__(**kwargs)
         self.logins = LoginTracker()
         self.auth_configs = AuthConfigCache()
-        # traitlets rolls a rejected assignment back to the trait's static
-        # default (0 or '') when the dynamic default was never read, so a typo
-        # in %config would drop $ASTRO_JUPYTER_API_URL and send the next login
-        # to astronomer.io. Reading the defaults now makes the rollback keep them.
-        # An invalid variable stays unread here and fails the first login instead.
-        for name in ("api_url", "callback_port"):
-            try:
-                getattr(self, name)
-            except InvalidInputError:
-                pass
 
     # Dynamic defaults skip the @validate hooks, so the environment is checked here.
     @default("api_url")
@@ -136,23 +159,6 @@ class AstroLogin(SingletonConfigurable):
     @default("callback_port")
     def _default_callback_port(self) -> int:
         return _env_port("ASTRO_JUPYTER_CALLBACK_PORT", 12345)
-
-    @validate("api_url")
-    def _validate_api_url(self, proposal: dict[str, Any]) -> str:
-        value = proposal["value"].strip()
-        if not value:
-            return ""
-        try:
-            return normalize_base_url(value)
-        except InvalidInputError as error:
-            raise TraitError(str(error)) from None
-
-    @validate("callback_port")
-    def _validate_callback_port(self, proposal: dict[str, Any]) -> int:
-        port: int = proposal["value"]
-        if not 0 <= port <= 65535:
-            raise TraitError(f"callback_port {port} is not a TCP port (0 to 65535).")
-        return port
 
     @validate("callback_timeout_s", "http_timeout_s")
     def _validate_seconds(self, proposal: dict[str, Any]) -> float:
@@ -196,4 +202,4 @@ class AstroLogin(SingletonConfigurable):
                 "it with a domain of its own, e.g. %astro_login localhost, or clear it with "
                 "%config AstroLogin.api_url = '' (and unset $ASTRO_JUPYTER_API_URL)."
             )
-        return self.api_url
+        return str(self.api_url)

@@ -193,3 +193,14 @@ def test_rejected_config_keeps_default_port():
     settings = AstroLogin()
     _apply_rejected(settings, "callback_port", 99999)
     assert settings.callback_port == 12345
+
+
+def test_env_set_after_start_applies(monkeypatch):
+    # Autoload creates the settings when the kernel starts; %env in a cell
+    # before the first login must still count.
+    settings = AstroLogin()
+    monkeypatch.setenv("ASTRO_JUPYTER_API_URL", "http://127.0.0.1:18080/")
+    monkeypatch.setenv("ASTRO_JUPYTER_CALLBACK_PORT", "0")
+
+    assert settings.api_url == "http://127.0.0.1:18080/"
+    assert settings.callback_port == 0

@@ -40,6 +40,14 @@ class GuideFormatError(ValueError):
     """The guide lacks the markers of the generated section, or has them more than once."""
 
 
+def _traitlets_type(trait: object) -> str:
+    """Return the name of the traitlets type of ``trait``, under any private subclass."""
+    for cls in type(trait).__mro__:
+        if cls.__module__.startswith("traitlets"):
+            return cls.__name__
+    return type(trait).__name__
+
+
 def _cell(text: str) -> str:
     """Return ``text`` on one line, safe inside a Markdown table cell."""
     return " ".join(text.split()).replace("|", "\\|")
@@ -60,7 +68,7 @@ def render_reference() -> str:
         else:
             default = f"`{_cell(trait.default_value_repr())}`"
         rows.append(
-            f"| `{name}` | {type(trait).__name__} | {default} | {_cell(trait.help or '')} |"
+            f"| `{name}` | {_traitlets_type(trait)} | {default} | {_cell(trait.help or '')} |"
         )
     return "\n".join(rows) + "\n"
 
