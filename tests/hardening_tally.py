@@ -6,7 +6,10 @@ writes in a concurrency run, secrets searched and found. The figures are summed
 over the run, so the table reflects only the tests that ran, and a test that failed
 still shows what it tried before it failed.
 
-``pytest --hardening-report PATH`` also writes the table to PATH as Markdown.
+``pytest --hardening-report=PATH`` also writes the table to PATH as Markdown. The
+``=`` form matters once PATH exists: pytest takes an existing path given as a
+separate word for a test path, and then does not load this folder's conftest
+before it parses the options.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class HardeningTally:
         lines = [
             "# Hardening figures",
             "",
-            "Written by `python3 tools/test.py --hardening-report docs/hardening.md`. Each "
+            "Written by `python3 tools/test.py --hardening-report=docs/hardening.md`. Each "
             "figure counts what the hardening tests tried in that run, summed over the tests "
             "that record it (`hardening.add` in `tests/`).",
             "",
