@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.emitter import RoundTripEmitter
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
@@ -207,8 +208,12 @@ def load_document(text: str, path: Path) -> ConfigDocument:
     if text.lstrip().startswith("---"):
         yaml.explicit_start = True
     try:
-        _check_shape(yaml, text, path)
-        data = yaml.load(text)
+        # A redefined anchor is valid YAML 1.2, and ruamel.yaml's warning about it
+        # would print several lines into the notebook on every read.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            _check_shape(yaml, text, path)
+            data = yaml.load(text)
     except YAMLError as error:
         raise _parse_error(path, error) from None
     except TypeError:

@@ -160,3 +160,12 @@ def test_parse_error_names_path_and_line(text, line):
 def test_top_level_must_be_mapping():
     with pytest.raises(ConfigError, match="the top level is a list"):
         load_document("- a\n- b\n", PATH)
+
+
+def test_reused_anchor_reads_quietly(tmp_path, recwarn):
+    # YAML 1.2 allows an anchor to be defined again; the later one wins.
+    path = tmp_path / "config.yaml"
+    text = "a: &x 1\nb: &x 2\nc: *x\n"
+    document = load_document(text, path)
+    assert document.root["c"] == 2
+    assert [str(warning.message) for warning in recwarn] == []
