@@ -6,7 +6,7 @@ cache keeps each API base URL's config for :data:`DEFAULT_TTL_S` seconds.
 Only a config that was fetched and parsed is stored: an error reaches the
 caller and leaves the cache as it was, so the next login fetches again.
 
-This module holds no instance of its own. The process's
+This module creates no instance of its own. The process's
 :class:`~astro_jupyter.settings.AstroLogin` settings object keeps one, which
 lives as long as the kernel. It does no I/O itself: the caller passes the fetch.
 """
