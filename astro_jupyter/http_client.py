@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from .errors import ApiError, OAuthError
@@ -129,6 +129,11 @@ def _never_sent(error: BaseException) -> bool:
     return any(isinstance(cause, ConnectionRefusedError) for cause in _causes(error))
 
 
+# A bound on a parsed Retry-After, so that a huge header still gives a
+# finite number of seconds to report; every wait is capped far lower.
+_MAX_RETRY_AFTER_S = 86400
+
+
 def retry_after_s(value: str | None) -> float | None:
     """Parse a ``Retry-After`` header (RFC 9110 section 10.2.3) into seconds from now.
 
@@ -137,8 +142,9 @@ def retry_after_s(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # isdigit() alone accepts characters such as "²", which float() rejects.
+    if value.isascii() and value.isdigit():
+        return float(min(int(value), _MAX_RETRY_AFTER_S))
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -165,10 +171,11 @@ class _CappedRetry(Retry):
         return None if seconds is None else min(seconds, self.max_retry_after_s)
 
     def increment(self, *args: Any, **kwargs: Any) -> _CappedRetry:
-        # urllib3 counts a read timeout as a read error, but another wait as
-        # long would double the time the caller allowed, as in HttpClient.
+        # urllib3 counts a connect timeout as a connection error and a read
+        # timeout as a read error, but another wait as long would double the
+        # time the caller allowed, so neither is retried, as in HttpClient.
         error = kwargs.get("error")
-        if isinstance(error, ReadTimeoutError):
+        if isinstance(error, Urllib3TimeoutError):
             raise error
         return super().increment(*args, **kwargs)
 

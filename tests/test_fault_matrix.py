@@ -939,7 +939,21 @@ def test_429_message_reports_server_wait(emulator):
         ("", None),
         ("-3", None),
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        # A superscript digit passes str.isdigit() but is no number.
+        ("\u00b2", None),
+        ("9" * 400, 86400.0),
     ],
 )
 def test_retry_after_parsing(header, expected):
     assert retry_after_s(header) == expected
+
+
+def test_session_timeouts_not_retried():
+    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    from astro_jupyter.http_client import session_retry
+
+    retry = session_retry(3)
+    for error in (ConnectTimeoutError(), ReadTimeoutError(None, "/", "timed out")):
+        with pytest.raises(type(error)):
+            retry.increment(method="GET", error=error)
