@@ -37,6 +37,15 @@ _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _MAX_HOST_NAME_CHARS = 253
 
 
+def _without_userinfo(text: str) -> str:
+    """Return ``text`` with any ``user:password@`` after ``://`` removed, for quoting."""
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return text
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}{separator}{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
     """Return the canonical form of an Astro domain as the Astro CLI stores it.
 
@@ -58,7 +67,7 @@ def normalize_domain(text: str, *, allow_unknown: bool = False) -> str:
         The text is empty, is not a host name, or names no known Astro domain.
     """
     raw = text.strip()
-    shown = excerpt(raw)
+    shown = excerpt(_without_userinfo(raw))
     invalid = InvalidInputError(
         f"Invalid Astro domain {shown!r}: expected a host name such as {DEFAULT_DOMAIN!r}."
     )

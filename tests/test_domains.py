@@ -105,3 +105,13 @@ def test_normalize_rejects_port_and_user(text):
 
 def test_normalize_accepts_idna_form():
     assert normalize_domain("xn--bcher-kva.example", allow_unknown=True) == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "text", ["https://me:s3cret@cloud.astronomer.io:99999", "https://me:s3cret@[::1"]
+)
+def test_domain_error_hides_password(text):
+    with pytest.raises(InvalidInputError) as caught:
+        normalize_domain(text)
+    assert "s3cret" not in str(caught.value)
+    assert "me:" not in str(caught.value)
