@@ -59,7 +59,7 @@ def kernel_config_path(prefix: str | os.PathLike[str] | None = None) -> Path:
 def _read(path: Path) -> dict[str, Any]:
     """Return the parsed file, or an empty config when it does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as error:
@@ -67,9 +67,11 @@ def _read(path: Path) -> dict[str, Any]:
             f"Cannot read {path}: {error.strerror or error}. Check the path and its permissions.",
             path=str(path),
         ) from error
-    if not text.strip():
-        return {}
     try:
+        # A UnicodeDecodeError is a ValueError too.
+        text = data.decode("utf-8")
+        if not text.strip():
+            return {}
         config = json.loads(text)
     except ValueError as error:
         raise ConfigError(

@@ -175,3 +175,17 @@ def test_missing_prefix_rejected(tmp_path, capsys, action):
     assert "is not a folder" in error
     assert len(error.strip().splitlines()) == 1
     assert not missing.exists()
+
+
+def test_non_utf8_file_one_line_error(tmp_path):
+    config_file = kernel_config_path(tmp_path)
+    config_file.parent.mkdir(parents=True)
+    content = b"\xff\xfe{\x00}\x00"
+    config_file.write_bytes(content)
+
+    with pytest.raises(ConfigError) as caught:
+        enable(config_file)
+
+    assert "Cannot parse" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert config_file.read_bytes() == content
