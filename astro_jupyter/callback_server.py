@@ -51,8 +51,9 @@ _REQUEST_READ_TIMEOUT_S = 5.0
 _LISTEN_PROBE_TIMEOUT_S = 0.5
 # How long close() waits for the threads of open connections after cutting them off.
 _CONNECTION_JOIN_TIMEOUT_S = 0.5
-# How often the serving loop checks for shutdown, in seconds.
-_POLL_INTERVAL_S = 0.01
+# How often the serving loop checks for shutdown, in seconds. close() waits up
+# to this long, which the login flow overlaps with the token exchange.
+_POLL_INTERVAL_S = 0.05
 
 
 _PAGE = """<!doctype html>
@@ -211,9 +212,13 @@ class _LoopbackHttpServer(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         # The default prints a traceback to stderr, which a kernel shows in the
-        # notebook. A client that hangs up early is no fault of ours.
+        # notebook. A client that hangs up early is no fault of ours; anything
+        # else is a bug, logged without the request, which carries the code.
         error = sys.exc_info()[1]
-        log.debug("login callback connection failed: %s", type(error).__name__)
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("login callback connection failed: %s", type(error).__name__)
+        else:
+            log.error("login callback handler failed: %s", type(error).__name__)
 
     def mark_request_read(self, request: Any) -> None:
         """Mark a connection's request as read, so close() lets its response finish."""
@@ -349,10 +354,6 @@ class CallbackServer:
         self._bound_port = httpd.server_address[1]
         self._thread = threading.Thread(
             target=httpd.serve_forever,
-            # shutdown() waits for the loop's current poll to time out, and the
-            # login closes the server between receiving the code and exchanging
-            # it, so the interval adds straight to every login. 10 ms keeps that
-            # small while costing about 100 idle wake-ups per second of waiting.
             kwargs={"poll_interval": _POLL_INTERVAL_S},
             name=f"astro-login-callback-{self.port}",
             daemon=True,

@@ -12,9 +12,10 @@ When ``config.yaml`` is a symbolic link, the file it points to is read and
 replaced, and the link stays. Each lock is then taken twice, in this order:
 beside the link, where the Astro CLI takes it, and beside the target, so that
 two links to one file, or a link and the file's own path, share a lock. The
-lock beside the target is always taken second, and no other lock is taken
-while it is held, so two processes cannot wait for each other in a cycle
-(unless a link is changed to point elsewhere while they wait).
+renewal locks are always taken before the config locks, and of each kind the
+lock beside the link before the lock beside the target, so two processes
+cannot wait for each other in a cycle (unless a link is changed to point
+elsewhere while they wait).
 
 This module does not know which keys contain a login: ``config_store`` builds
 the login API on top of it.

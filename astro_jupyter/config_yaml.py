@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import PlainScalarString, ScalarString
 
 from .errors import ConfigError
+
+# catch_warnings() changes process-wide state, so parses that silence a warning
+# take turns. A parse takes milliseconds.
+_WARNINGS_LOCK = threading.Lock()
 
 __all__ = [
     "ConfigDocument",
@@ -208,9 +213,9 @@ def load_document(text: str, path: Path) -> ConfigDocument:
     if text.lstrip().startswith("---"):
         yaml.explicit_start = True
     try:
-        # A redefined anchor is valid YAML 1.2, and ruamel.yaml's warning about it
-        # would print several lines into the notebook on every read.
-        with warnings.catch_warnings():
+        # A redefined anchor is valid YAML 1.2, and ruamel.yaml's warning about
+        # it would print several lines into the notebook on every read.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", ReusedAnchorWarning)
             _check_shape(yaml, text, path)
             data = yaml.load(text)
