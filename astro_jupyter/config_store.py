@@ -201,7 +201,8 @@ class ConfigStore(ConfigFileAccess):
         for key, context in contexts.items():
             if context is None:
                 continue
-            if isinstance(key, (list, tuple, dict)):
+            # ruamel.yaml loads a mapping key as a CommentedKeyMap, a Mapping but no dict.
+            if isinstance(key, (list, tuple, Mapping)):
                 kind = yaml_kind(key)
                 log.warning("ignoring a context in %s: its key is a %s", self.path, kind)
                 continue

@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -323,7 +324,7 @@ def _parse_error(path: Path, error: YAMLError) -> ConfigError:
 
 def yaml_kind(value: Any) -> str:
     """Return the YAML name of a loaded value's type, such as ``"list"`` or ``"string"``."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "mapping"
     if isinstance(value, (list, tuple)):
         return "list"

@@ -1139,3 +1139,14 @@ def test_renewal_lock_released_on_error(tmp_path):
             raise RuntimeError("refresh failed")
 
     assert try_lock(store.renewal_lock_path) == "free"
+
+
+def test_mapping_key_context_skipped(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "contexts:\n  ? {a: 1}\n  : {domain: x.example, token: Bearer t}\n"
+        "  localhost:\n    domain: localhost\n",
+        encoding="utf-8",
+    )
+    domains = [record.domain for record in ConfigStore(path).list_contexts()]
+    assert domains == ["localhost"]
