@@ -268,6 +268,22 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def nothing_listens_on(port: int) -> bool:
+    """Return whether no socket listens on ``port`` of 127.0.0.1 now.
+
+    SO_REUSEADDR is set as the callback server sets it, so connections of an
+    earlier listener in TIME_WAIT do not count, unlike with ``port_is_free``.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def kernel_spec_manager(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Return a kernel spec manager whose only ``python3`` kernel runs this interpreter.

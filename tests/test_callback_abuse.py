@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import nothing_listens_on
 
 from astro_jupyter.callback_server import (
     CallbackServer,
@@ -83,22 +84,6 @@ def _open_stalled(port: int, first_bytes: bytes) -> socket.socket:
     return connection
 
 
-def _port_free(port: int) -> bool:
-    """Tell whether a new login could listen on ``port`` of 127.0.0.1 now.
-
-    SO_REUSEADDR is set as the callback server sets it, so connections of the
-    previous login in TIME-WAIT do not count as a listener.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-        except OSError:
-            return False
-    return True
-
-
 def _callback_threads(port: int) -> list[str]:
     prefix = f"astro-login-callback-{port}"
     return [thread.name for thread in threading.enumerate() if thread.name.startswith(prefix)]
@@ -111,7 +96,7 @@ def _seconds_until_gone(port: int, since: float) -> float | None:
     """
     deadline = time.monotonic() + GONE_WITHIN_S
     while time.monotonic() < deadline:
-        if not _callback_threads(port) and _port_free(port):
+        if not _callback_threads(port) and nothing_listens_on(port):
             return time.monotonic() - since
         time.sleep(0.01)
     return None

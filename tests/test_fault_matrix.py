@@ -32,7 +32,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ADA_EMAIL, Browser, log_in_by_link, start_logged_out_kernel
+from conftest import (
+    ADA_EMAIL,
+    Browser,
+    log_in_by_link,
+    nothing_listens_on,
+    start_logged_out_kernel,
+)
 
 from astro_jupyter.config_context import ContextRecord
 from astro_jupyter.config_store import ConfigStore
@@ -337,18 +343,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _nothing_listens_on(port: int) -> bool:
-    """Tell whether no socket listens on ``port``; unlike a plain bind, TIME_WAIT does not count."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-        except OSError:
-            return False
-    return True
-
-
 def _leftover_threads(before: set[threading.Thread]) -> list[str]:
     deadline = time.monotonic() + SETTLE_S
     while True:
@@ -527,7 +521,7 @@ def _assert_clean_exit(
     assert leftover == [], f"threads left behind: {leftover}"
     assert _listening_ports() <= before.listening
     if callback_port is not None:
-        assert _nothing_listens_on(callback_port)
+        assert nothing_listens_on(callback_port)
     if not config_changes:
         assert _folder_bytes(astro_folder) == before.files
 
@@ -597,7 +591,7 @@ def test_login_fault_cell(
     astro_folder = astro_config_path.parent
     before = _Before(set(threading.enumerate()), _listening_ports(), _folder_bytes(astro_folder))
     assert urlsplit(emulator.base_url).port in before.listening
-    assert _nothing_listens_on(callback_port)
+    assert nothing_listens_on(callback_port)
 
     cell, gate = _run_login_cell(
         endpoint,
@@ -746,7 +740,7 @@ def test_kernel_fault_cell(
     assert "Traceback" not in result.text() + result.stream("stderr")
     assert astro_config_path.read_bytes() == before
     assert injected == 1
-    assert _nothing_listens_on(callback_port)
+    assert nothing_listens_on(callback_port)
     # The login's threads end within the bounded wait of this probe cell.
     probe = kernel.execute(
         "import threading, time\n"

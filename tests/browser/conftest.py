@@ -191,3 +191,22 @@ def other_device(remote_browser: Browser) -> Iterator[Page]:
         yield context.new_page()
     finally:
         context.close()
+
+
+def approve_on_other_device(page: Page, url: str | None) -> str:
+    """Open the sign-in link on the other device, approve, and return the address it ends on.
+
+    The redirect to the callback fails there. Chromium then shows its error
+    page with the failed address in the address bar, which is what a user
+    copies; Playwright reports that address as the failed request's URL.
+    """
+    assert url is not None
+    page.goto(url)
+    callback_failed = page.expect_event(
+        "requestfailed", lambda request: "/callback?" in request.url
+    )
+    with callback_failed as failed:
+        page.get_by_role("button", name="Approve").click()
+    request = failed.value
+    assert request.failure == "net::ERR_NAME_NOT_RESOLVED"
+    return request.url

@@ -26,6 +26,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADA_EMAIL, ADA_ORGANIZATION, ADA_WORKSPACE, port_is_free, read_config
 
+from .conftest import approve_on_other_device
 from .notebook_page import LAB, NOTEBOOK7, NotebookPage, UserInterface
 
 # Read at import, because the hermetic_env fixture clears every ASTRO_ variable.
@@ -120,25 +121,6 @@ def approve_in_popup(notebook: NotebookPage, *, approve: bool = True) -> Page:
     expect(tab.get_by_role("button", name="Approve")).to_be_visible()
     tab.get_by_role("button", name="Approve" if approve else "Deny").click()
     return tab
-
-
-def approve_on_other_device(page: Page, url: str | None) -> str:
-    """Open the sign-in link on the other device, approve, and return the address it ends on.
-
-    The redirect to the callback fails there. Chromium then shows its error
-    page with the failed address in the address bar, which is what a user
-    copies; Playwright reports that address as the failed request's URL.
-    """
-    assert url is not None
-    page.goto(url)
-    callback_failed = page.expect_event(
-        "requestfailed", lambda request: "/callback?" in request.url
-    )
-    with callback_failed as failed:
-        page.get_by_role("button", name="Approve").click()
-    request = failed.value
-    assert request.failure == "net::ERR_NAME_NOT_RESOLVED"
-    return request.url
 
 
 def expect_logged_in(notebook: NotebookPage) -> None:

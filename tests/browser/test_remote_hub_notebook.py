@@ -4,8 +4,8 @@ The notebook is copied unchanged into a JupyterLab server of its own, whose
 kernels get the emulator's address from the environment, as the notebook
 describes. The test runs the cells one at a time in headless Chromium, types the
 email into the login panel, and opens the sign-in link in a second Chromium
-where ``localhost`` does not resolve, so the redirect to the kernel's loopback
-callback fails as it does on a laptop talking to a remote hub. It pastes the
+where ``localhost`` does not resolve. The redirect to the kernel's loopback
+callback fails there, as it does on a laptop talking to a remote hub. It pastes the
 failed address back into the panel and checks what the later cells print.
 
 A screenshot of the panel after it rejected an address cut short goes to the
@@ -27,6 +27,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADA_EMAIL, ADA_WORKSPACE, read_config
 
+from .conftest import approve_on_other_device
 from .jupyter_server import JupyterServer
 from .notebook_page import NotebookPage
 
@@ -73,19 +74,6 @@ def panel_part(page: NotebookPage, name: str) -> Locator:
     return page.page.locator(f".astro-login-panel .astro-{name}")
 
 
-def sign_in_on_laptop(page: Page, url: str) -> str:
-    """Open the sign-in link, approve, and return the callback address the browser failed on."""
-    page.goto(url)
-    callback_failed = page.expect_event(
-        "requestfailed", lambda request: "/callback?" in request.url
-    )
-    with callback_failed as failed:
-        page.get_by_role("button", name="Approve").click()
-    request = failed.value
-    assert request.failure == "net::ERR_NAME_NOT_RESOLVED"
-    return request.url
-
-
 def keep_screenshot(page: NotebookPage, tmp_path: Path, name: str) -> None:
     path = page.screenshot(page.page.locator(".astro-login-panel"), tmp_path / f"{name}.png")
     if SCREENSHOT_DIR is not None:
@@ -123,7 +111,7 @@ def test_remote_hub_notebook_runs(
     assert sign_in_url is not None
     assert sign_in_url.startswith(emulator.oauth_base_url)
 
-    landed = sign_in_on_laptop(other_device, sign_in_url)
+    landed = approve_on_other_device(other_device, sign_in_url)
     assert landed.startswith("http://localhost:")
     assert "/callback?" in landed
 
