@@ -129,8 +129,8 @@ def _never_sent(error: BaseException) -> bool:
     return any(isinstance(cause, ConnectionRefusedError) for cause in _causes(error))
 
 
-# A bound on a parsed Retry-After, so that a huge header still gives a
-# finite number of seconds to report; every wait is capped far lower.
+# A bound on a parsed Retry-After, so a huge header still gives a finite number
+# of seconds to report. Every actual wait is capped far lower.
 _MAX_RETRY_AFTER_S = 86400
 
 

@@ -14,11 +14,11 @@ Then every artifact of the session is searched for every secret the emulator
 issued or received (authorization codes, access, id and refresh tokens, PKCE
 verifiers), and for every 16-character window of each, so a secret cut short
 is found too. The artifacts are the notebook saved with outputs and widget
-state, IPython's history database, the DEBUG log of ``astro_jupyter`` (with
-urllib3 and requests) in the kernel and in this process, every exception the
-cells raised with its ``str``, ``repr`` and traceback, the ``repr`` and
-``str`` of the public objects, every iopub message, and every other file the
-session wrote under ``HOME``.
+state and IPython's history database. They also include the DEBUG log of
+``astro_jupyter`` (with urllib3 and requests) in the kernel and in this
+process, and every exception the cells raised with its ``str``, ``repr`` and
+traceback, the ``repr`` and ``str`` of the public objects, every iopub
+message, and every other file the session wrote under ``HOME``.
 
 A token typed after ``-t`` is part of the cell's source by design, and the
 magic warns about it. The audit therefore expects that one token in exactly
